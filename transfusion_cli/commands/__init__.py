@@ -1,0 +1,1 @@
+"""CLI command modules; each attaches its commands to `transfusion_cli.app.app`."""

@@ -1,0 +1,1 @@
+"""Commands of this module attach to `transfusion_cli.app.app` (filled in by its issue)."""

@@ -1,0 +1,39 @@
+"""Where output goes: data on stdout, progress, warnings and errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print strict JSON (NaN/inf become null) to stdout."""
+    sys.stdout.write(json.dumps(_json_safe(data), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    err.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+
+
+def info(message: str) -> None:
+    """One progress/info line on stderr."""
+    err.print(message, markup=False)

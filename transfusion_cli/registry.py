@@ -1,0 +1,165 @@
+"""Frozen spec dataclasses and the registry that plugins fill: get(kind, name) with did-you-mean."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transfusion_cli.errors import TfxError, UnknownNameError
+
+KINDS = ("datasets", "architectures", "inits", "metrics")
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """How to build one architecture: ``build(num_classes=..., in_chans=...) -> nn.Module``.
+
+    The module it returns carries ``tfx_blocks``: an ordered dict from block name (``stem``,
+    ``block1``, ..., ``head``) to the tuple of submodule names that make up the block.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    description: str = ""
+    family: str = ""
+    default_image_size: int = 224
+    # timm name whose pretrained weights `imagenet` / `mean-var` use; None: no public weights.
+    pretrained: str | None = None
+    # For a pattern name like ``timm/*``: resolve("resnet18") -> the concrete spec.
+    resolve: Callable[[str], ArchitectureSpec] | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one dataset: ``build(DatasetOptions) -> DatasetBundle`` (see ``data``)."""
+
+    name: str
+    build: Callable[..., Any]
+    description: str = ""
+    default_image_size: int = 224
+    needs_data_dir: bool = False
+    # Dataset-specific options (``--option key=value``): name -> one-line help.
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """An initialisation: ``apply(model, InitContext) -> report dict``.
+
+    ``takes_argument``: used as ``name:ARG`` (``transfusion:2``, ``checkpoint:PATH``).
+    """
+
+    name: str
+    apply: Callable[..., dict]
+    description: str = ""
+    takes_argument: bool = False
+
+
+@dataclass(frozen=True)
+class InitContext:
+    """What an init needs besides the model."""
+
+    arch: ArchitectureSpec
+    num_classes: int
+    in_chans: int
+    seed: int = 0
+    argument: str | None = None
+    weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A representational-similarity metric: ``fn(x, y) -> float`` on (n, p) and (n, q)."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str = ""
+
+
+SPEC_TYPES = {
+    "datasets": DatasetSpec,
+    "architectures": ArchitectureSpec,
+    "inits": InitSpec,
+    "metrics": MetricSpec,
+}
+
+
+class DuplicateNameError(TfxError):
+    """A plugin registered a name that another plugin already holds."""
+
+
+class Registry:
+    """Every registered spec, by kind and name, with the plugin that registered it."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        self._owners: dict[str, dict[str, str]] = {kind: {} for kind in KINDS}
+        self.plugins: list[Any] = []  # PluginInfo, filled by transfusion_cli.plugins
+
+    def add(self, kind: str, spec: Any, plugin: str) -> None:
+        """Register ``spec`` under ``spec.name``; a taken name raises DuplicateNameError."""
+        expected = SPEC_TYPES[kind]
+        if not isinstance(spec, expected):
+            raise TfxError(f"Plugin '{plugin}' registered a {type(spec).__name__} as one of "
+                           f"{kind}; expected {expected.__name__}.")
+        if spec.name in self._specs[kind]:
+            raise DuplicateNameError(
+                f"'{spec.name}' is already registered by plugin '{self._owners[kind][spec.name]}'")
+        self._specs[kind][spec.name] = spec
+        self._owners[kind][spec.name] = plugin
+
+    def remove(self, kind: str, name: str) -> None:
+        """Forget one registration (used to roll back a plugin that failed half-way)."""
+        self._specs[kind].pop(name, None)
+        self._owners[kind].pop(name, None)
+
+    def get(self, kind: str, name: str) -> Any:
+        """The spec called ``name``; an unknown name raises UnknownNameError with a suggestion."""
+        if kind == "inits" and ":" in name:
+            name = name.split(":", 1)[0]
+        specs = self._specs[kind]
+        if name in specs:
+            return specs[name]
+        prefix, _, rest = name.partition("/")
+        pattern = specs.get(f"{prefix}/*")
+        if rest and pattern is not None and getattr(pattern, "resolve", None):
+            return pattern.resolve(rest)
+        raise UnknownNameError(kind, name, sorted(specs))
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of one kind, in registration order."""
+        return list(self._specs[kind])
+
+    def specs(self, kind: str) -> list[Any]:
+        """Registered specs of one kind, in registration order."""
+        return list(self._specs[kind].values())
+
+    def owner(self, kind: str, name: str) -> str:
+        """Name of the plugin that registered ``name``."""
+        return self._owners[kind][name]
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading plugins on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        from transfusion_cli.plugins import load_registry
+
+        _REGISTRY = load_registry()
+    return _REGISTRY
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Drop (or replace) the process-wide registry; tests use it to add and remove fakes."""
+    global _REGISTRY
+    _REGISTRY = registry
+
+
+def get(kind: str, name: str) -> Any:
+    """Shortcut for ``get_registry().get(kind, name)``."""
+    return get_registry().get(kind, name)
