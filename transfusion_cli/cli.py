@@ -6,8 +6,6 @@ import os
 import sys
 import traceback
 
-import click
-
 from transfusion_cli.app import DEBUG, app
 from transfusion_cli.commands import (  # noqa: F401  (each module adds its commands to `app`)
     compare_cmd,
@@ -29,32 +27,23 @@ def main(argv: list[str] | None = None) -> None:
         DEBUG["enabled"] = True
     DEBUG["enabled"] = DEBUG["enabled"] or os.environ.get("TFX_DEBUG") == "1"
     try:
-        app(args=args, prog_name="tfx", standalone_mode=False)
+        # standalone mode: typer reports usage errors (exit 2) and handles --help itself.
+        app(args=args, prog_name="tfx")
     except TfxError as exc:
         if DEBUG["enabled"]:
             traceback.print_exc()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        click.echo(f"Error: {message}", err=True)
+        print(f"Error: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+        print("Interrupted.", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception:
+    except Exception as exc:
         if DEBUG["enabled"]:
             raise
-        etype, value = sys.exc_info()[:2]
-        click.echo(f"Error: internal error ({etype.__name__}: {value}). Rerun with --debug for "
-                   "the traceback and report it.", err=True)
+        print(f"Error: internal error ({type(exc).__name__}: {exc}). Rerun with --debug for "
+              "the traceback and report it.", file=sys.stderr)
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

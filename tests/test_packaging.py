@@ -1,0 +1,63 @@
+"""model_zoo.yaml is found from an editable install and from a built wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from transfusion_cli.zoo import load_zoo, zoo_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_editable_install_finds_the_zoo():
+    assert zoo_path().resolve() == (ROOT / "model_zoo.yaml").resolve()
+    assert "cbr-tiny" in load_zoo()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(out), str(ROOT)],
+                   check=True, capture_output=True, timeout=600)
+    return next(out.glob("tfx-*.whl"))
+
+
+def test_wheel_ships_zoo_and_plugins(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "transfusion_cli/model_zoo.yaml" in names
+    assert "tfx_plugins/architectures/cbr.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "cbr = tfx_plugins.architectures.cbr" in text
+
+
+def test_installed_wheel_finds_the_zoo(wheel, tmp_path):
+    """Install the wheel into a fresh venv (deps borrowed from this environment) and use it."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig;print(sysconfig.get_paths()"
+                                "['purelib'])"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(site), str(wheel)], check=True, capture_output=True, timeout=300)
+    # Dependencies (torch, timm, ...) come from this environment, after the wheel's own files.
+    deps = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "zz_deps.pth").write_text("\n".join(deps) + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    code = ("import transfusion_cli.zoo as z, json, sys;"
+            "from transfusion_cli.registry import get_registry;"
+            "print(json.dumps([str(z.zoo_path()), sorted(get_registry().names('architectures'))]))")
+    result = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    path, names = __import__("json").loads(result.stdout)
+    assert Path(path).is_relative_to(site)
+    assert "cbr-tiny" in names and "resnet50" in names
