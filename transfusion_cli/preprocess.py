@@ -37,14 +37,47 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise DataError(f"Cannot read image {path} ({exc}); is it a complete image file?") from exc
 
 
+def _field_of_view(image: np.ndarray) -> np.ndarray | None:
+    """Mask of pixels brighter than a fraction of the 99th-percentile gray level (None: black).
+
+    For uint8 images the percentile and threshold come from a histogram of the channel sums
+    (exact integers): the same mask as the float computation below, several times faster on
+    full-resolution photos.
+    """
+    if image.dtype != np.uint8:
+        gray = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
+        bright = float(np.percentile(gray, 99))
+        return gray > FUNDUS_BACKGROUND_FRACTION * bright if bright > 0 else None
+    channels = image.shape[2] if image.ndim == 3 else 1
+    if image.ndim == 3:
+        levels = image[..., 0].astype(np.uint16)
+        for channel in range(1, channels):
+            levels += image[..., channel]
+    else:
+        levels = image
+    cumulative = np.cumsum(np.bincount(levels.ravel(), minlength=255 * channels + 1))
+    gray_values = np.arange(len(cumulative)) / channels  # what image.mean(axis=2) gives
+    # np.percentile(gray, 99), 'linear' method: interpolate between two order statistics.
+    position = 0.99 * (int(cumulative[-1]) - 1)
+    low = int(np.floor(position))
+    a = gray_values[np.searchsorted(cumulative, low, side="right")]
+    b = gray_values[np.searchsorted(cumulative, min(low + 1, int(cumulative[-1]) - 1),
+                                    side="right")]
+    bright = a + (b - a) * (position - low)
+    if bright <= 0:
+        return None
+    above = np.flatnonzero(gray_values > FUNDUS_BACKGROUND_FRACTION * bright)
+    return levels >= above[0] if len(above) else np.zeros(levels.shape, dtype=bool)
+
+
 def fundus_crop(image: np.ndarray) -> np.ndarray:
     """Crop a fundus photo (H, W[, C] uint8) to its circular field of view, padded square."""
-    gray = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
-    bright = float(np.percentile(gray, 99))
-    if bright <= 0:
+    mask = _field_of_view(image)
+    if mask is None:
         return image
-    mask = gray > FUNDUS_BACKGROUND_FRACTION * bright
-    rows, cols = np.flatnonzero(mask.mean(axis=1) > 0.01), np.flatnonzero(mask.mean(axis=0) > 0.01)
+    height, width = mask.shape
+    rows = np.flatnonzero(np.count_nonzero(mask, axis=1) / width > 0.01)
+    cols = np.flatnonzero(np.count_nonzero(mask, axis=0) / height > 0.01)
     if len(rows) == 0 or len(cols) == 0:
         return image
     cropped = image[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
