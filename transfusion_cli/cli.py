@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     except TfxError as exc:
         if DEBUG["enabled"]:
             traceback.print_exc()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = str(exc).strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught ") and ": " in lines[-1]:
+            # Re-raised by a DataLoader worker: the original message ends the quoted traceback.
+            lines = [lines[-1].split(": ", 1)[1]]
+        message = lines[0] if lines else type(exc).__name__
         print(f"Error: {message}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
