@@ -67,15 +67,26 @@ class InitContext:
     seed: int = 0
     argument: str | None = None
     weights: Path | None = None
+    # The target dataset's class names: a pretrained head is kept only when they match.
+    class_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A representational-similarity metric: ``fn(x, y) -> float`` on (n, p) and (n, q)."""
+    """A representational-similarity metric: ``fn(x, y) -> float`` on (n, p) and (n, q).
+
+    Optional streaming forms, used by ``tfx similarity`` instead of holding activations:
+    ``from_moments(Moments) -> MetricResult`` computes the value exactly from the moments that
+    ``transfusion_cli.similarity.PairStats`` accumulates in one pass shared by all such metrics;
+    ``accumulator()`` returns an object with ``update(x, y)`` (one batch of inputs, features
+    flattened per input) and ``result() -> MetricResult``.
+    """
 
     name: str
     fn: Callable[..., Any]
     description: str = ""
+    from_moments: Callable[[Any], Any] | None = None
+    accumulator: Callable[[], Any] | None = None
 
 
 SPEC_TYPES = {

@@ -1,11 +1,19 @@
-"""Built-in initialisations."""
+"""Built-in initialisations: random, imagenet, mean-var, transfusion:K, checkpoint:PATH, gabor.
+
+Every init returns a report with ``loaded`` (target tensors copied from a source),
+``reinitialised`` (target tensors at the architecture's seeded random init) and ``skipped``
+(source tensors not used), plus ``source`` and what is particular to the init.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from transfusion_cli.blocks import resolve_block_prefix, state_keys_by_block
+from transfusion_cli.errors import ConfigError, TfxError
 from transfusion_cli.hookspecs import hookimpl
+from transfusion_cli.pretrained import SourceWeights, copy_into, input_conv_names, load_source
 from transfusion_cli.registry import InitContext, InitSpec
 
 
@@ -26,7 +34,130 @@ def apply_random(model: nn.Module, context: InitContext) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(context.seed)
         reset_module_parameters(model)
-    return {"loaded": [], "reinitialised": list(model.state_dict()), "skipped": []}
+        reset_batchnorm_statistics(model)
+    return {"loaded": [], "reinitialised": list(model.state_dict()), "skipped": [],
+            "source": None}
+
+
+def reset_batchnorm_statistics(model: nn.Module) -> list[str]:
+    """Running mean 0, variance 1, batch count 0 in every BatchNorm; returns the keys reset."""
+    keys = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            module.reset_running_stats()
+            prefix = f"{name}." if name else ""
+            keys += [prefix + b for b, _ in module.named_buffers(recurse=False)]
+    return keys
+
+
+def _report(source: SourceWeights, model: nn.Module, loaded: list[str], **extra) -> dict:
+    """Report for a model whose ``loaded`` keys came from ``source`` and the rest is random."""
+    loaded_set = set(loaded)
+    skipped = list(source.skipped) + [k for k in source.loaded if k not in loaded_set]
+    return {
+        "loaded": list(loaded),
+        "reinitialised": [k for k in model.state_dict() if k not in loaded_set],
+        "skipped": skipped,
+        "adapted": [k for k in source.adapted if k in loaded_set],
+        "source": source.source,
+        **extra,
+    }
+
+
+def apply_imagenet(model: nn.Module, context: InitContext) -> dict:
+    """Pretrained weights everywhere they fit; head re-initialised when the classes differ."""
+    apply_random(model, context)
+    source = load_source(model, context, context.weights)
+    copy_into(model, source.state, source.loaded)
+    return _report(source, model, source.loaded)
+
+
+def apply_checkpoint(model: nn.Module, context: InitContext) -> dict:
+    """All weights of a tfx checkpoint of the same architecture (head when classes match)."""
+    if not context.argument:
+        raise ConfigError("Init 'checkpoint' needs a path: write checkpoint:PATH, e.g. "
+                          "checkpoint:runs/pretrain/checkpoints/best.pt.")
+    apply_random(model, context)
+    source = load_source(model, context, context.argument, checkpoint_only=True,
+                         flag="checkpoint:PATH")
+    copy_into(model, source.state, source.loaded)
+    return _report(source, model, source.loaded)
+
+
+def apply_mean_var(model: nn.Module, context: InitContext) -> dict:
+    """Each pretrained parameter tensor replaced by iid normal draws with its mean and
+    variance; BatchNorm running statistics reset. Keeps the scaling, destroys the features."""
+    apply_random(model, context)
+    source = load_source(model, context, context.weights)
+    parameters = dict(model.named_parameters())
+    generator = torch.Generator().manual_seed(10_007 * context.seed + 1)
+    resampled = []
+    with torch.no_grad():
+        for key in source.loaded:
+            tensor = source.state[key]
+            if key not in parameters or not tensor.is_floating_point():
+                continue
+            values = tensor.double()
+            mean = values.mean()
+            std = values.std() if values.numel() > 1 else torch.zeros((), dtype=torch.float64)
+            draw = torch.randn(values.shape, generator=generator, dtype=torch.float64)
+            parameters[key].copy_((mean + std * draw).to(parameters[key].dtype))
+            resampled.append(key)
+    report = _report(source, model, [])
+    drawn = set(resampled)
+    report["reinitialised"] = [k for k in report["reinitialised"] if k not in drawn]
+    report["skipped"] = [k for k in report["skipped"] if k not in drawn]  # their stats were used
+    report["resampled"] = resampled
+    report["batchnorm_statistics_reset"] = True
+    return report
+
+
+def apply_transfusion(model: nn.Module, context: InitContext) -> dict:
+    """Pretrained weights for the lowest K blocks, the architecture's random init above."""
+    if not context.argument:
+        raise ConfigError("Init 'transfusion' needs the last block to copy: write "
+                          "transfusion:K with a block name (transfusion:stem) or a count "
+                          "(transfusion:2).")
+    try:
+        blocks = resolve_block_prefix(model, context.argument.strip())
+    except TfxError as exc:
+        raise ConfigError(f"transfusion:{context.argument}: {exc}") from exc
+    apply_random(model, context)
+    source = load_source(model, context, context.weights)
+    by_block = state_keys_by_block(model)
+    wanted = {key for block in blocks for key in by_block[block]}
+    loaded = [key for key in source.loaded if key in wanted]
+    copy_into(model, source.state, loaded)
+    return _report(source, model, loaded, blocks=blocks)
+
+
+def apply_gabor(model: nn.Module, context: InitContext) -> dict:
+    """The input convolution set to a synthetic Gabor bank, the rest at the random init."""
+    from transfusion_cli.gabor import gabor_bank
+
+    apply_random(model, context)
+    names = input_conv_names(model)
+    if not names:
+        raise ConfigError(f"'{context.arch.name}' has no input Conv2d to put Gabor filters in; "
+                          "use another init.")
+    conv = model.get_submodule(names[0])
+    height, width = conv.weight.shape[-2:]
+    if height != width or conv.groups != 1:
+        raise ConfigError(f"Gabor init needs a square, ungrouped input conv; '{names[0]}' of "
+                          f"'{context.arch.name}' is {height}x{width} with groups={conv.groups}.")
+    weights, params = gabor_bank(conv.out_channels, conv.in_channels, int(height))
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weights).to(conv.weight.dtype))
+    key = f"{names[0]}.weight"
+    return {
+        "loaded": [],
+        "reinitialised": [k for k in model.state_dict() if k != key],
+        "skipped": [],
+        "synthetic": [key],
+        "source": {"kind": "gabor"},
+        "gabor": [{"channel": p.channel, "theta": p.theta, "wavelength": p.wavelength,
+                   "phase": p.phase} for p in params],
+    }
 
 
 @hookimpl
@@ -34,3 +165,19 @@ def tfx_register_inits(register):
     register(InitSpec("random", apply_random,
                       "the architecture's standard initialisation (He normal for CBR, timm's "
                       "for timm models), seeded"))
+    register(InitSpec("imagenet", apply_imagenet,
+                      "pretrained weights (timm download, or --weights FILE: timm weights or a "
+                      "tfx checkpoint); head re-initialised, input conv adapted"))
+    register(InitSpec("mean-var", apply_mean_var,
+                      "iid normal with each pretrained tensor's mean and variance (same sources "
+                      "as imagenet); BN statistics reset"))
+    register(InitSpec("transfusion", apply_transfusion,
+                      "pretrained weights for the lowest blocks up to K (transfusion:stem, "
+                      "transfusion:2), random above", takes_argument=True))
+    register(InitSpec("checkpoint", apply_checkpoint,
+                      "all weights of a tfx checkpoint of the same architecture "
+                      "(checkpoint:PATH); head re-initialised when classes differ",
+                      takes_argument=True))
+    register(InitSpec("gabor", apply_gabor,
+                      "synthetic Gabor filters (orientations x frequencies x phases, per colour "
+                      "channel) in the input conv, the rest random"))

@@ -1,0 +1,333 @@
+"""Aggregate finished cells into report.md, results.json, results.csv and a rich table.
+
+Reads only files (plan.json, each run's metrics.jsonl, the runner's done/<cell>.json), so it
+works on any machine that can see the folder, without torch. Per architecture x init x train
+size: mean and sample standard deviation (ddof=1) over seeds of the best and the final value
+of the headline metric, the steps to reach the target (the paper's convergence measure), the
+parameter count and the wall time per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transfusion_cli.compare.plan import Cell, Plan
+from transfusion_cli.io import read_jsonl, write_json, write_text
+
+DONE_DIR = "done"
+RUNS_DIR = "runs"
+
+
+def done_path(directory: Path, cell_id: str) -> Path:
+    """Where the runner records a finished cell."""
+    return Path(directory) / DONE_DIR / f"{cell_id}.json"
+
+
+def run_path(directory: Path, cell_id: str) -> Path:
+    """The cell's fit run folder."""
+    return Path(directory) / RUNS_DIR / cell_id
+
+
+def metric_series(records: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
+    """(step, value) for each evaluation that has the metric, in step order."""
+    series = {}
+    for record in records:
+        value = record.get(metric)
+        if isinstance(value, int | float) and "step" in record:
+            series[int(record["step"])] = float(value)
+    return sorted(series.items())
+
+
+def steps_to_reach(series: list[tuple[int, float]], target: float) -> int | None:
+    """The first evaluated step whose value is at least ``target``; None if never."""
+    for step, value in series:
+        if not math.isnan(value) and value >= target:
+            return step
+    return None
+
+
+@dataclass
+class CellResult:
+    """One finished cell."""
+
+    id: str
+    arch: str
+    init: str
+    seed: int
+    train_size: int | None
+    best: float
+    final: float
+    best_step: int | None
+    last_step: int
+    steps_to_target: int | None
+    params: int | None
+    wall_time_s: float | None
+    test: float | None = None  # headline metric of best.pt on the test split
+    curve: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; NaN for fewer than two values)."""
+    values = _finite(values)
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+@dataclass
+class GroupResult:
+    """Architecture x init x train size, over its seeds."""
+
+    arch: str
+    init: str
+    train_size: int | None
+    seeds_done: int
+    seeds_planned: int
+    best_mean: float
+    best_std: float
+    final_mean: float
+    final_std: float
+    test_mean: float | None
+    test_std: float | None
+    reached: int
+    steps_to_target_mean: float | None
+    steps_to_target_std: float | None
+    params: int | None
+    wall_time_s_mean: float | None
+
+
+@dataclass
+class Results:
+    """Everything the report shows."""
+
+    data: str
+    metric: str
+    target_metric: float | None
+    groups: list[GroupResult]
+    cells: list[CellResult]
+    pending: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for results.json (NaN -> null)."""
+        return _json_safe({
+            "data": self.data, "metric": self.metric, "target_metric": self.target_metric,
+            "std": "sample standard deviation over seeds (ddof=1)",
+            "groups": [asdict(g) for g in self.groups],
+            "cells": [{k: v for k, v in asdict(c).items() if k != "curve"} for c in self.cells],
+            "pending": self.pending,
+        })
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def headline_metric(plan: Plan, directory: Path) -> str | None:
+    """The plan's --metric, else the selection metric a finished cell recorded."""
+    if plan.metric:
+        return plan.metric
+    for cell in plan.cells:
+        path = done_path(directory, cell.id)
+        if path.is_file():
+            metric = json.loads(path.read_text()).get("selection_metric")
+            if metric:
+                return metric
+    return None
+
+
+def cell_result(directory: Path, cell: Cell, metric: str,
+                target: float | None) -> CellResult | None:
+    """The result of a finished cell (None when it has not finished)."""
+    marker = done_path(directory, cell.id)
+    if not marker.is_file():
+        return None
+    done = json.loads(marker.read_text())
+    metrics_file = run_path(directory, cell.id) / "metrics.jsonl"
+    records = read_jsonl(metrics_file) if metrics_file.is_file() else []
+    series = metric_series(records, metric)
+    if not series:
+        return None
+    values = [v for _, v in series]
+    finite = [(s, v) for s, v in series if not math.isnan(v)]
+    best_step, best = max(finite, key=lambda sv: sv[1]) if finite else (None, math.nan)
+    return CellResult(
+        id=cell.id, arch=cell.arch, init=cell.label, seed=cell.seed, train_size=cell.train_size,
+        best=best, final=values[-1], best_step=best_step, last_step=series[-1][0],
+        steps_to_target=steps_to_reach(series, target) if target is not None else None,
+        params=done.get("params"), wall_time_s=done.get("wall_time_s"),
+        test=(done.get("test") or {}).get(metric), curve=series)
+
+
+def collect(directory: str | Path, plan: Plan) -> Results:
+    """Read every finished cell of ``plan`` and aggregate over seeds."""
+    directory = Path(directory)
+    metric = headline_metric(plan, directory) or "auc"
+    cells, pending = [], []
+    for cell in plan.cells:
+        result = cell_result(directory, cell, metric, plan.target_metric)
+        (cells.append(result) if result is not None else pending.append(cell.id))
+    groups = []
+    keys = list(dict.fromkeys((c.arch, c.label, c.train_size) for c in plan.cells))
+    for arch, init, size in keys:
+        planned = [c for c in plan.cells if (c.arch, c.label, c.train_size) == (arch, init, size)]
+        done = [r for r in cells if (r.arch, r.init, r.train_size) == (arch, init, size)]
+        best_mean, best_std = mean_std([r.best for r in done])
+        final_mean, final_std = mean_std([r.final for r in done])
+        tests = [r.test for r in done if r.test is not None]
+        test_mean, test_std = mean_std(tests) if tests else (None, None)
+        reached = [r.steps_to_target for r in done if r.steps_to_target is not None]
+        steps_mean, steps_std = mean_std([float(s) for s in reached]) if reached else (None, None)
+        walls = [r.wall_time_s for r in done if r.wall_time_s is not None]
+        groups.append(GroupResult(
+            arch=arch, init=init, train_size=size, seeds_done=len(done),
+            seeds_planned=len(planned), best_mean=best_mean, best_std=best_std,
+            final_mean=final_mean, final_std=final_std, test_mean=test_mean,
+            test_std=test_std, reached=len(reached),
+            steps_to_target_mean=steps_mean, steps_to_target_std=steps_std,
+            params=next((r.params for r in done if r.params is not None), None),
+            wall_time_s_mean=mean_std(walls)[0] if walls else None))
+    return Results(data=plan.data, metric=metric, target_metric=plan.target_metric,
+                   groups=groups, cells=cells, pending=pending)
+
+
+def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
+    """``0.9123 ± 0.0040``; the mean alone for one seed; ``-`` when nothing finished."""
+    if mean is None or math.isnan(mean):
+        return "-"
+    if std is None or math.isnan(std):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def format_steps(group: GroupResult, target: float | None) -> str:
+    """Steps to target: ``120 ± 20``, ``150 (1/2 reached)`` or ``not reached``."""
+    if target is None:
+        return "-"
+    if group.seeds_done == 0:
+        return "-"
+    if group.reached == 0:
+        return "not reached"
+    text = format_mean_std(group.steps_to_target_mean, group.steps_to_target_std, digits=0)
+    if group.reached < group.seeds_done:
+        text += f" ({group.reached}/{group.seeds_done} reached)"
+    return text
+
+
+def table_rows(results: Results) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the results table, as text."""
+    target = results.target_metric
+    has_test = any(g.test_mean is not None for g in results.groups)
+    header = ["arch", "init", "train size", "seeds", f"best val {results.metric}",
+              f"final val {results.metric}",
+              *([f"test {results.metric} (best.pt)"] if has_test else []),
+              f"steps to {results.metric} ≥ {target:g}" if target is not None
+              else "steps to target", "params", "wall time/run"]
+    rows = []
+    for g in results.groups:
+        rows.append([
+            g.arch, g.init, "all" if g.train_size is None else str(g.train_size),
+            f"{g.seeds_done}/{g.seeds_planned}",
+            format_mean_std(g.best_mean, g.best_std), format_mean_std(g.final_mean, g.final_std),
+            *([format_mean_std(g.test_mean, g.test_std)] if has_test else []),
+            format_steps(g, target),
+            f"{g.params:,}" if g.params is not None else "-",
+            f"{g.wall_time_s_mean:.0f} s" if g.wall_time_s_mean is not None else "-",
+        ])
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def rich_table(results: Results):
+    """The table for stdout."""
+    from rich.table import Table
+
+    header, rows = table_rows(results)
+    table = Table(title=f"compare-inits on {results.data}", title_justify="left")
+    for name in header:
+        table.add_column(name, justify="left" if name in ("arch", "init") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_report(results: Results, plan: Plan, has_plot: bool) -> str:
+    """report.md."""
+    header, rows = table_rows(results)
+    fit = ", ".join(f"{k}={v}" for k, v in sorted(plan.fit.items())) or "fit defaults"
+    lines = [
+        f"# compare-inits: {results.data}",
+        "",
+        f"Headline metric: `{results.metric}` (higher is better). Mean ± sample standard "
+        f"deviation (ddof=1) over seeds. best val = the highest validation value over the "
+        f"run's evaluations, final val = the last evaluation; test = the run's best.pt "
+        f"(selected on validation) scored once on the test split, as the paper reports.",
+    ]
+    if results.target_metric is not None:
+        lines.append(f"Steps to target: the first evaluated training step at which `"
+                     f"{results.metric}` ≥ {results.target_metric:g} (mean over the seeds that "
+                     "reached it; \"not reached\" when none did within the run).")
+    lines += ["", f"Fit options shared by every cell: {fit}.", "", markdown_table(header, rows)]
+    if has_plot:
+        lines += ["", "![validation curves](curves.png)", "",
+                  "curves.png: validation metric against training steps, one colour per init, "
+                  "mean over seeds with the min-max band, one panel per architecture."]
+    if results.pending:
+        lines += ["", f"Not finished ({len(results.pending)} cells, not in the table): "
+                  + ", ".join(results.pending)]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(results: Results) -> str:
+    """results.csv: one row per architecture x init x train size."""
+    buffer = io.StringIO()
+    columns = ["arch", "init", "train_size", "seeds_done", "seeds_planned", "best_mean",
+               "best_std", "final_mean", "final_std", "test_mean", "test_std",
+               "target_metric", "reached",
+               "steps_to_target_mean", "steps_to_target_std", "params", "wall_time_s_mean"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for group in results.groups:
+        row = {k: v for k, v in asdict(group).items() if k in columns}
+        row["target_metric"] = results.target_metric
+        row["train_size"] = "all" if group.train_size is None else group.train_size
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+                         for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def write_report(directory: str | Path, plan: Plan) -> Results:
+    """Write report.md, results.json, results.csv and curves.png into ``directory``."""
+    from transfusion_cli.compare.plot import plot_curves
+
+    directory = Path(directory)
+    results = collect(directory, plan)
+    has_plot = plot_curves(results, directory / "curves.png")
+    write_text(directory / "report.md", markdown_report(results, plan, has_plot))
+    write_json(directory / "results.json", results.to_dict())
+    write_text(directory / "results.csv", csv_text(results))
+    return results

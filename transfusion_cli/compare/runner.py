@@ -1,0 +1,294 @@
+"""Run the cells of a plan: each one a normal `fit` run in ``DIR/runs/<cell>/``.
+
+A finished cell has ``DIR/done/<cell>.json`` (written after its fit returns) and is skipped;
+a cell with ``checkpoints/last.pt`` but no done record was interrupted and resumes from it;
+anything else starts afresh. A cell being trained holds an exclusive lock
+(``DIR/locks/<cell>.lock``, released by the kernel even on SIGKILL), so two sweeps, or an
+array job and a local sweep, never train the same cell at once.
+
+``jobs > 1`` runs cells in child processes (``tfx compare-inits --cell ID``): one per GPU
+(``CUDA_VISIBLE_DEVICES``) when there are GPUs, otherwise CPU processes that share the cores.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from transfusion_cli.compare.plan import Cell, Plan, fit_overrides
+from transfusion_cli.compare.report import done_path, run_path
+from transfusion_cli.console import info, warn
+from transfusion_cli.errors import TfxError
+from transfusion_cli.io import write_json
+
+LOCKS_DIR = "locks"
+LOGS_DIR = "logs"
+
+
+def cell_state(directory: Path, cell: Cell) -> str:
+    """``done``, ``interrupted`` (has last.pt) or ``new``."""
+    run = run_path(directory, cell.id)
+    if done_path(directory, cell.id).is_file() and (run / "metrics.jsonl").is_file():
+        return "done"
+    if (run / "checkpoints" / "last.pt").is_file() and (run / "config.yaml").is_file():
+        return "interrupted"
+    return "new"
+
+
+class CellBusy(TfxError):
+    """Another process is training this cell right now."""
+
+
+@contextmanager
+def cell_lock(directory: Path, cell_id: str) -> Iterator[None]:
+    """Exclusive, non-blocking lock on one cell for the duration of the block."""
+    path = Path(directory) / LOCKS_DIR / f"{cell_id}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CellBusy(f"Cell {cell_id} is being trained by another process; "
+                           "wait for it or run another cell.") from None
+        yield
+    finally:
+        handle.close()
+
+
+def parameter_count(run_dir: Path) -> int | None:
+    """Trainable parameters of the cell's model, rebuilt from its init.pt."""
+    from transfusion_cli.checkpoint import build_model, load_checkpoint
+
+    init_ckpt = run_dir / "checkpoints" / "init.pt"
+    if not init_ckpt.is_file():
+        return None
+    model = build_model(load_checkpoint(init_ckpt), load_weights=False)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _saved_train_time(run_dir: Path) -> float:
+    """Training seconds a killed run had saved in last.pt before this session."""
+    from transfusion_cli.checkpoint import load_checkpoint
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return 0.0
+    return float((load_checkpoint(last).get("train_state") or {}).get("train_time_s", 0.0))
+
+
+def test_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """Metrics of the run's best.pt (chosen on validation) on the dataset's test split, the
+    paper's protocol; None when the dataset has no test split."""
+    from torch.utils.data import DataLoader
+
+    from transfusion_cli.checkpoint import build_model, load_checkpoint
+    from transfusion_cli.metrics import metric_values
+    from transfusion_cli.train import evaluate, resolve_config
+    from transfusion_cli.train.loaders import load_bundle
+    from transfusion_cli.train.runtime import make_runtime, select_device
+
+    config = resolve_config(run_dir / "config.yaml")
+    bundle = load_bundle(config)
+    best = run_dir / "checkpoints" / "best.pt"
+    if bundle.test is None or len(bundle.test) == 0 or not best.is_file():
+        return None
+    checkpoint = load_checkpoint(best)
+    runtime = make_runtime(select_device(config.device), config.amp, config.deterministic)
+    model = build_model(checkpoint).to(runtime.device)
+    loader = DataLoader(bundle.test, batch_size=config.batch_size, shuffle=False)
+    metrics, _, _ = evaluate(model, loader, bundle.info, runtime,
+                             in_chans=int(checkpoint["arch"]["in_chans"]))
+    values = metric_values(metrics)
+    values["loss"] = values.pop("val_loss", None)  # evaluate() names it for validation
+    return {"step": checkpoint.get("step"), **values}
+
+
+def _test_metrics_or_warn(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return test_metrics(run_dir)
+    except TfxError as exc:  # the training result stands; only the test column stays empty
+        warn(f"{run_dir.name}: no test-split score ({exc})")
+        return None
+
+
+def run_cell(directory: Path, plan: Plan, cell: Cell, show_progress: bool = True) -> str:
+    """Train one cell unless it is done; returns ``skipped``, ``resumed`` or ``trained``."""
+    from transfusion_cli.train import FitConfig, fit, resolve_config
+
+    directory = Path(directory)
+    with cell_lock(directory, cell.id):
+        state = cell_state(directory, cell)
+        if state == "done":
+            return "skipped"
+        run = run_path(directory, cell.id)
+        done_path(directory, cell.id).unlink(missing_ok=True)
+        before = 0.0
+        if state == "interrupted":
+            before = _saved_train_time(run)
+            config = FitConfig(resume=str(run))
+        else:
+            if run.exists():
+                shutil.rmtree(run)  # killed before its first checkpoint: nothing to keep
+            run.parent.mkdir(parents=True, exist_ok=True)
+            config = resolve_config(None, fit_overrides(plan, cell, run))
+        result = fit(config, show_progress=show_progress)
+        record: dict[str, Any] = {
+            "cell": cell.id,
+            "finished": datetime.now().isoformat(timespec="seconds"),
+            "selection_metric": result.best_metric,
+            "best_value": result.best_value,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "final_metrics": result.final_metrics,
+            # The final session's wall time plus the training time saved before a kill.
+            "wall_time_s": result.wall_time_s + before,
+            "images_per_s": result.images_per_s,
+            "resumed": state == "interrupted",
+            "params": parameter_count(run),
+            "test": _test_metrics_or_warn(run),
+        }
+        write_json(done_path(directory, cell.id), record)
+        return "resumed" if state == "interrupted" else "trained"
+
+
+def select_cells(plan: Plan, ids: list[str] | None) -> list[Cell]:
+    """The plan's cells with ``ids`` (all when None), in plan order."""
+    if ids is None:
+        return list(plan.cells)
+    wanted = set(ids)
+    return [c for c in plan.cells if c.id in wanted]
+
+
+def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1) -> dict[str, str]:
+    """Run ``cells`` (skipping finished ones), ``jobs`` at a time; cell id -> outcome."""
+    directory = Path(directory)
+    todo = [c for c in cells if cell_state(directory, c) != "done"]
+    outcomes = {c.id: "skipped" for c in cells if c not in todo}
+    if outcomes:
+        info(f"compare-inits: {len(outcomes)} of {len(cells)} cells already finished; "
+             "skipping them.")
+    if not todo:
+        return outcomes
+    if jobs <= 1:
+        for index, cell in enumerate(todo, start=1):
+            action = "resuming" if cell_state(directory, cell) == "interrupted" else "training"
+            info(f"[{index}/{len(todo)}] {cell.id}: {action}")
+            try:
+                outcomes[cell.id] = run_cell(directory, plan, cell)
+            except CellBusy as exc:
+                warn(str(exc))
+                outcomes[cell.id] = "busy"
+            except TfxError as exc:  # e.g. a diverging run: the other cells still run
+                warn(f"{cell.id} failed: {exc}")
+                outcomes[cell.id] = f"failed: {exc}"
+        return outcomes
+    outcomes.update(_run_parallel(directory, todo, jobs))
+    return outcomes
+
+
+def _worker_env(slot: int, jobs: int, gpus: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    else:
+        threads = str(max(1, (os.cpu_count() or 1) // jobs))
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    return env
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the sweep process dies (Linux), so that a killed sweep
+    leaves no orphan trainers behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def visible_gpus() -> list[str]:
+    """CUDA_VISIBLE_DEVICES entries of the GPUs this process can use (one per child)."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        return [v.strip() for v in visible.split(",") if v.strip()][:count]
+    return [str(index) for index in range(count)]
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_parallel(directory: Path, todo: list[Cell], jobs: int) -> dict[str, str]:
+    gpus = visible_gpus()
+    if gpus and jobs > len(gpus):
+        warn(f"--jobs {jobs} but {len(gpus)} GPU(s): running {len(gpus)} cells at once, one "
+             "per GPU.")
+        jobs = len(gpus)
+    logs = directory / LOGS_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    queue = list(todo)
+    running: dict[int, tuple[subprocess.Popen, Cell, Any]] = {}
+    outcomes: dict[str, str] = {}
+    free = list(range(jobs))
+    started = 0
+    main_thread = threading.current_thread() is threading.main_thread()
+    # Pre-emption (SIGTERM) is handled like Ctrl-C: children save last.pt, then we stop.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+    try:
+        while queue or running:
+            while queue and free:
+                slot, cell = free.pop(0), queue.pop(0)
+                started += 1
+                log = open(logs / f"{cell.id}.log", "a")  # noqa: SIM115 - closed on exit
+                where = f"GPU {gpus[slot % len(gpus)]}" if gpus else "CPU"
+                info(f"[{started}/{len(todo)}] {cell.id}: started on {where} "
+                     f"(log {log.name})")
+                command = [sys.executable, "-m", "transfusion_cli", "compare-inits",
+                           "--out", str(directory), "--cell", cell.id]
+                # Own session: a terminal Ctrl-C reaches only this process, which forwards
+                # exactly one SIGINT (a second one would stop a child before it saves).
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                           env=_worker_env(slot, jobs, gpus),
+                                           preexec_fn=_die_with_parent,
+                                           start_new_session=True)
+                running[slot] = (process, cell, log)
+            time.sleep(0.5)
+            for slot, (process, cell, log) in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                log.close()
+                del running[slot]
+                free.append(slot)
+                outcomes[cell.id] = "finished" if code == 0 else \
+                    f"failed with exit code {code}, see {logs / (cell.id + '.log')}"
+                if code == 0:
+                    info(f"{cell.id}: finished")
+                else:
+                    warn(f"{cell.id} failed with exit code {code}; see {logs / (cell.id + '.log')}")
+    except KeyboardInterrupt:
+        for process, _, _ in running.values():
+            process.send_signal(signal.SIGINT)  # each child saves last.pt and stops
+        for process, _, log in running.values():
+            process.wait()
+            log.close()
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return outcomes
