@@ -1,1 +1,97 @@
-"""Commands of this module attach to `transfusion_cli.app.app` (filled in by its issue)."""
+"""`tfx export`: a checkpoint to a verified ONNX model (fp32, int8 or fp16)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from transfusion_cli.app import app
+from transfusion_cli.console import info, out, print_json
+
+
+class Quantize(StrEnum):
+    """Precision of the written model."""
+
+    none = "none"
+    int8 = "int8"
+    fp16 = "fp16"
+
+
+def _figure(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if value == value else "nan"
+    return "-" if value is None else str(value)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """The report as a short table on stdout."""
+    from rich.table import Table
+
+    settings, sizes, latency = report["settings"], report["sizes"], report["latency"]
+    quantize = settings["quantize"]
+    out.print(f"wrote {report['model']} ({settings['exporter']}, opset {settings['opset']}, "
+              f"input {settings['input_shape']}) and its report "
+              f"{Path(report['model']).with_suffix('.export.json')}")
+    table = Table("model", "file MB", "batch-1 ms", "max |diff| vs PyTorch", "top-1 agree (b8)")
+    table.add_row("pytorch fp32 (checkpoint)", _figure(report["checkpoint"]["bytes"] / 1e6, 2),
+                  _figure(latency["pytorch_fp32"]["median_ms"], 2), "-", "-")
+    for precision in ("fp32", quantize) if quantize != "none" else ("fp32",):
+        parity = report["parity"][precision]
+        table.add_row(f"onnxruntime {precision}", _figure(sizes[f"{precision}_bytes"] / 1e6, 2),
+                      _figure(latency[f"onnxruntime_{precision}"]["median_ms"], 2),
+                      f"{parity['max_abs_diff']:.2e}",
+                      _figure(parity["batch_8"]["top1_agreement"], 3))
+    out.print(table)
+    if "metric" in report:
+        metric = report["metric"]
+        out.print(f"{metric['name']} on {metric['images']} {metric['split']} images: fp32 "
+                  f"{_figure(metric['fp32'])}, {quantize} {_figure(metric[quantize])} "
+                  f"(drop {_figure(metric['drop'])})")
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `tfx fit` (.pt)."),
+    out_path: Path = typer.Option(Path("model.onnx"), "--out", "-o",
+                                  help="ONNX file to write; the report goes next to it "
+                                       "(model.export.json)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+    image_size: int | None = typer.Option(None, "--image-size",
+                                          help="Input size in pixels (default: the training "
+                                               "size)."),
+    quantize: Quantize = typer.Option(Quantize.none, "--quantize",
+                                      help="int8: static QDQ quantisation; fp16: float16 "
+                                           "weights and compute."),
+    calibration_data: str | None = typer.Option(
+        None, "--calibration-data",
+        help="int8 calibration images: a dataset name or a folder of images (default: the "
+             "checkpoint's training data)."),
+    calibration_images: int = typer.Option(256, "--calibration-images", min=1,
+                                           help="How many calibration images."),
+    eval_images: int | None = typer.Option(None, "--eval-images", min=1,
+                                           help="Validation images for the fp32 vs quantised "
+                                                "metric (default: all)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir",
+                                         help="Folder of the checkpoint's dataset (default: "
+                                              "the one training used)."),
+    tolerance: float = typer.Option(1e-4, "--tolerance",
+                                    help="Largest max-abs difference of fp32 logits "
+                                         "(onnxruntime vs PyTorch) that passes."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Export a checkpoint to ONNX, check it against PyTorch, optionally quantise it."""
+    from transfusion_cli.export import ExportSettings, export_checkpoint
+
+    settings = ExportSettings(checkpoint=checkpoint, out=out_path, opset=opset,
+                              image_size=image_size, quantize=quantize.value,
+                              calibration_data=calibration_data,
+                              calibration_images=calibration_images, eval_images=eval_images,
+                              data_dir=data_dir, tolerance=tolerance)
+    report = export_checkpoint(settings, progress=info)
+    if json_output:
+        print_json(report)
+    else:
+        print_summary(report)
