@@ -1,0 +1,168 @@
+"""The run folder: its name, the overwrite guard, and the files other than checkpoints."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transfusion_cli import __version__
+from transfusion_cli.errors import ConfigError
+from transfusion_cli.io import read_jsonl, write_json, write_text, write_yaml
+from transfusion_cli.train.config import FitConfig
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run folder."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def env(self) -> Path:
+        return self.root / "env.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def split(self) -> Path:
+        return self.root / "split.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def init_ckpt(self) -> Path:
+        return self.checkpoints / "init.pt"
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+
+def default_run_name(config: FitConfig, now: datetime | None = None) -> str:
+    """``<data>-<arch>-<YYYYmmdd-HHMMSS>`` with path-unsafe characters replaced."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    safe = f"{config.data}-{config.arch}".replace("/", "_").replace(":", "_")
+    return f"{safe}-{stamp}"
+
+
+def prepare_run_dir(config: FitConfig) -> RunDir:
+    """Create the run folder; an existing non-empty one needs ``overwrite``."""
+    root = Path(config.out) if config.out else Path("runs") / default_run_name(config)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} is a file; give a folder path.")
+    if root.exists() and any(root.iterdir()):
+        if not config.overwrite:
+            raise ConfigError(f"Run folder {root} already exists; pass --overwrite to replace it, "
+                              f"--resume {root} to continue it, or a new --out.")
+        if not (root / "config.yaml").exists() and not (root / "checkpoints").exists():
+            raise ConfigError(f"{root} exists and is not a tfx run folder; refusing to delete it "
+                              "even with --overwrite. Choose another --out.")
+        shutil.rmtree(root)
+    (root / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return RunDir(root)
+
+
+def write_config(run: RunDir, config: FitConfig) -> None:
+    """config.yaml: the resolved config, re-runnable with `tfx fit --config`."""
+    write_yaml(run.config, config.to_dict())
+
+
+def environment(config: FitConfig, device: torch.device, world_size: int,
+                precision: str) -> dict[str, Any]:
+    """Versions, device and seeds, for env.json."""
+    import numpy
+    import sklearn
+
+    from transfusion_cli.registry import get_registry
+
+    env: dict[str, Any] = {
+        "tfx_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "numpy": numpy.__version__,
+        "scikit_learn": sklearn.__version__,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        platform.processor() or platform.machine(),
+        "precision": precision,
+        "world_size": world_size,
+        "cpu_threads": torch.get_num_threads(),
+        "seed": config.seed,
+        "data_seed": config.data_seed,
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version}
+                    for p in get_registry().plugins if not p.error],
+    }
+    try:
+        import timm
+
+        env["timm"] = timm.__version__
+    except ImportError:  # pragma: no cover - timm is a dependency
+        env["timm"] = None
+    return env
+
+
+def write_environment(run: RunDir, env: dict[str, Any]) -> None:
+    """env.json (a resumed run keeps the first start and lists its resumes)."""
+    if run.env.exists():
+        import json
+
+        previous = json.loads(run.env.read_text())
+        env = {**previous, "resumed": [*previous.get("resumed", []), env]}
+    write_json(run.env, env)
+
+
+def write_split(run: RunDir, manifest: dict[str, Any] | None) -> None:
+    """split.json when the dataset gives a patient-level split manifest."""
+    if manifest is not None:
+        write_json(run.split, manifest)
+
+
+def truncate_metrics(run: RunDir, step: int) -> None:
+    """Drop metrics records written after ``step`` (a killed run re-evaluates them)."""
+    if not run.metrics.exists():
+        return
+    import json
+
+    kept = [r for r in read_jsonl(run.metrics) if r.get("step", 0) <= step]
+    write_text(run.metrics, "".join(json.dumps(r, default=str) + "\n" for r in kept))
+
+
+def is_run_dir(path: Path) -> bool:
+    """A folder `tfx fit` wrote (it has config.yaml)."""
+    return (path / "config.yaml").is_file()
+
+
+def resolve_resume_dir(path: str | os.PathLike) -> Path:
+    """RUN_DIR for --resume (also accepts RUN_DIR/checkpoints/last.pt)."""
+    root = Path(path)
+    if root.is_file() and root.suffix == ".pt":
+        root = root.parent.parent
+    if not is_run_dir(root):
+        raise ConfigError(f"--resume {path}: no config.yaml there; pass a run folder written by "
+                          "`tfx fit`.")
+    return root
