@@ -180,3 +180,19 @@ def test_metrics_module_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert result.stdout.strip() == "False"
+
+
+def test_two_class_multiclass_auc_is_the_binary_auc():
+    import numpy as np
+
+    from transfusion_cli.data import DatasetInfo
+    from transfusion_cli.metrics import compute_metrics
+
+    info = DatasetInfo(name="two", task="multiclass", class_names=("a", "b"), channels=1,
+                       image_size=8, mean=(0.5,), std=(0.5,))
+    logits = np.array([[0.0, 1.0], [0.0, -1.0], [0.0, 2.0], [0.0, 0.5]])
+    targets = np.array([1, 0, 1, 0])
+    # Scores for class b rank 2.0 > 1.0 > 0.5 > -1.0: positives at ranks 1-2, so AUC = 1.
+    assert compute_metrics(logits, targets, info)["auc"] == 1.0
+    targets = np.array([0, 1, 1, 0])  # positives 2.0 and -1.0 vs negatives 1.0, 0.5: 2 of 4
+    assert compute_metrics(logits, targets, info)["auc"] == 0.5

@@ -57,14 +57,13 @@ def test_builtins_load_cleanly_and_come_first():
 
 
 def test_declared_entry_points_match_plugin_modules():
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["tfx"]
-    modules = {
-        "tfx_plugins." + str(path.relative_to(ROOT / "plugins").with_suffix("")).replace(os.sep, ".")
-        for path in (ROOT / "plugins").rglob("*.py") if path.name != "__init__.py"
-    }
-    hooked = {m for m in modules
-              if "tfx_register_" in (ROOT / "plugins" / (m.split(".", 1)[1].replace(".", "/") + ".py")
-                                     ).read_text()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["entry-points"]["tfx"]
+    hooked = set()
+    for path in (ROOT / "plugins").rglob("*.py"):
+        if path.name != "__init__.py" and "tfx_register_" in path.read_text():
+            dotted = str(path.relative_to(ROOT / "plugins").with_suffix("")).replace(os.sep, ".")
+            hooked.add(f"tfx_plugins.{dotted}")
     assert set(declared.values()) == hooked
 
 
@@ -187,7 +186,8 @@ def test_broken_third_party_plugins_do_not_break_the_cli(tmp_path):
         })
     help_result = run_tfx("--help", pythonpath=site)
     assert "fit" in help_result.stdout
-    plugins = {p["name"]: p for p in json.loads(run_tfx("plugins", "--json", pythonpath=site).stdout)}
+    listing = json.loads(run_tfx("plugins", "--json", pythonpath=site).stdout)
+    plugins = {p["name"]: p for p in listing}
     assert "module_that_does_not_exist" in plugins["broken-import"]["error"]
     assert "tfx_register_dataset" in plugins["misspelt"]["error"]
     assert plugins["clash"]["error"] is None and plugins["clash"]["warnings"]

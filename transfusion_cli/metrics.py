@@ -64,6 +64,8 @@ def _multiclass(probs: np.ndarray, y: np.ndarray, info: DatasetInfo,
         result["auc"] = NAN
         result["nan_reasons"]["auc"] = (f"only {len(present)} class present in the validation "
                                         "targets; one-vs-rest AUC needs at least 2")
+    elif len(present) == k == 2:  # sklearn takes the positive-class score for two classes
+        result["auc"] = float(roc_auc_score(y, probs[:, 1]))
     elif len(present) == k:
         result["auc"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro",
                                             labels=list(range(k))))

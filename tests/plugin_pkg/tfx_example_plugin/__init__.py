@@ -20,7 +20,8 @@ def make_stripes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     grid = (np.arange(size) // 2 % 2).astype(np.float32)
     images = np.empty((n, size, size, 1), dtype=np.uint8)
     for i, label in enumerate(labels):
-        pattern = grid[:, None] * np.ones(size) if label == 0 else grid[None, :] * np.ones((size, 1))
+        rows, cols = grid[:, None] * np.ones(size), grid[None, :] * np.ones((size, 1))
+        pattern = rows if label == 0 else cols
         noisy = 0.5 * pattern + rng.normal(0.25, 0.2, (size, size))
         images[i, ..., 0] = np.clip(noisy * 255, 0, 255).astype(np.uint8)
     return images, labels
@@ -43,7 +44,8 @@ class TwoBlockNet(nn.Module):
     def __init__(self, num_classes: int = 2, in_chans: int = 1):
         super().__init__()
         self.in_chans = in_chans
-        self.block1 = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.block1 = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(),
+                                    nn.MaxPool2d(2))
         self.block2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
         self.head = nn.Linear(16, num_classes)
         self.tfx_blocks = OrderedDict(block1=("block1",), block2=("block2",), head=("head",))
