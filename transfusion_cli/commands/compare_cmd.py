@@ -9,30 +9,8 @@ from typing import Any
 import typer
 
 from transfusion_cli.app import app
+from transfusion_cli.commands.fit_cmd import Device, Optimizer, Scheduler
 from transfusion_cli.console import info, print_json
-
-
-class Optimizer(StrEnum):
-    """Optimizers `tfx fit` offers."""
-
-    adam = "adam"
-    sgd = "sgd"
-
-
-class Scheduler(StrEnum):
-    """Learning-rate schedules."""
-
-    cosine = "cosine"
-    constant = "constant"
-
-
-class Device(StrEnum):
-    """Where to train."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
 
 FIT = "fit options (passed to every cell)"
 GRID = "the grid"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from transfusion_cli.compare.plan import Cell, Plan
+from transfusion_cli.console import json_safe
 from transfusion_cli.io import read_jsonl, write_json, write_text
 
 DONE_DIR = "done"
@@ -122,23 +123,13 @@ class Results:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for results.json (NaN -> null)."""
-        return _json_safe({
+        return json_safe({
             "data": self.data, "metric": self.metric, "target_metric": self.target_metric,
             "std": "sample standard deviation over seeds (ddof=1)",
             "groups": [asdict(g) for g in self.groups],
             "cells": [{k: v for k, v in asdict(c).items() if k != "curve"} for c in self.cells],
             "pending": self.pending,
         })
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def headline_metric(plan: Plan, directory: Path) -> str | None:
