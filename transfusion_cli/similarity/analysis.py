@@ -179,7 +179,7 @@ class _PairState:
         cca_family = sorted(set(metrics) & CCA_FAMILY)
         if cca_family and self.plan.points < MIN_POINTS_PER_NEURON * neurons:
             notes.append(f"{self.plan.points} data points for {neurons} neurons (less than "
-                         f"{MIN_POINTS_PER_NEURON}x): {', '.join(cca_family)} are inflated; "
+                         f"{MIN_POINTS_PER_NEURON}x): {', '.join(cca_family)} values are inflated; "
                          "use more --samples")
         return PairResult(self.layers[0], self.layers[1], self.plan, metrics, null, notes)
 
