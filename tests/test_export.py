@@ -17,10 +17,10 @@ from test_export_support import (
     fake_registry,
     make_ckpt,
     retina_info,
+    run_cli,
 )
 
 from transfusion_cli.checkpoint import build_model, file_sha256, load_checkpoint
-from transfusion_cli.cli import main
 from transfusion_cli.data import normalize
 from transfusion_cli.datasets import build_dataset
 from transfusion_cli.errors import ConfigError, DataError, ExportError
@@ -256,16 +256,6 @@ def test_settings_are_validated(tmp_path):
         with pytest.raises(ConfigError):
             export_checkpoint(ExportSettings(checkpoint=ckpt, **{"out": tmp_path / "m.onnx",
                                                                  **bad}))
-
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_cli_export_json_and_summary(tmp_path, capsys):

@@ -182,3 +182,16 @@ def colour_png(path: Path, size: int = 40, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def run_cli(args, capsys):
+    """Run `tfx ARGS` in-process; (exit code, stdout, stderr)."""
+    from transfusion_cli.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

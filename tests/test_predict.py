@@ -26,10 +26,10 @@ from test_export_support import (
     gray_png,
     make_ckpt,
     retina_info,
+    run_cli,
 )
 
 from transfusion_cli.checkpoint import build_model, load_checkpoint
-from transfusion_cli.cli import main
 from transfusion_cli.data import normalize
 from transfusion_cli.errors import ConfigError, ExportError
 from transfusion_cli.export import ExportSettings, export_checkpoint
@@ -173,16 +173,6 @@ def test_tfx_console_script_never_imports_torch(models):
     assert "onnxruntime" in imported and "transfusion_cli.predict" in imported
     assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
     assert json.loads(run.stdout)[0]["image"] == str(models["fundus"][0])
-
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_bad_images_are_listed_and_the_rest_predicted(models, tmp_path, capsys):
