@@ -1,10 +1,12 @@
-"""Ships the top-level model_zoo.yaml inside the `transfusion_cli` package of a built wheel."""
+"""Finds the packages (plugins/ installs as tfx_plugins) and ships model_zoo.yaml in the wheel."""
 
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).parent
 
 
 class BuildPyWithZoo(build_py):
@@ -14,7 +16,14 @@ class BuildPyWithZoo(build_py):
         super().run()
         target = Path(self.build_lib) / "transfusion_cli" / "model_zoo.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(__file__).parent / "model_zoo.yaml", target)
+        shutil.copyfile(HERE / "model_zoo.yaml", target)
 
 
-setup(cmdclass={"build_py": BuildPyWithZoo})
+def discovered_packages() -> list[str]:
+    """Every package under transfusion_cli/ and plugins/, so a new subpackage is never left out."""
+    core = find_packages(where=str(HERE), include=["transfusion_cli", "transfusion_cli.*"])
+    plugins = find_packages(where=str(HERE), include=["plugins", "plugins.*"])
+    return core + ["tfx_plugins" + name[len("plugins"):] for name in plugins]
+
+
+setup(packages=discovered_packages(), cmdclass={"build_py": BuildPyWithZoo})

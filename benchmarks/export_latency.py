@@ -32,9 +32,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from transfusion_cli.export import ExportSettings, export_checkpoint, torch_to_onnx
-from transfusion_cli.ort_runtime import cpu_threads, create_session, summarize_times
-from transfusion_cli.quantize import quantize_int8
+from transfusion_cli.deploy.export import ExportSettings, export_checkpoint, torch_to_onnx
+from transfusion_cli.deploy.ort_session import cpu_threads, create_session, summarize_times
+from transfusion_cli.deploy.quantize import quantize_int8
 from transfusion_cli.registry import get
 
 TARGETS = {"ort_fp32_vs_eager_batch1": 1.3, "ort_int8_vs_eager_batch1": 1.8,

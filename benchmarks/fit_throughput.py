@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from transfusion_cli.data import ArrayImageSplit, DatasetBundle, DatasetInfo
+from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
 from transfusion_cli.plugins import load_registry
 from transfusion_cli.registry import DatasetSpec, InitContext, get, reset_registry

@@ -41,7 +41,7 @@ class UncachedNpzSplit(Dataset):
     def __init__(self, path: Path, split: str, image_size: int):
         import torch
 
-        from transfusion_cli.preprocess import prepare_image
+        from transfusion_cli.data.preprocess import prepare_image
 
         with np.load(path) as npz:
             self.images, self.labels = npz[f"{split}_images"], npz[f"{split}_labels"][:, 0]
@@ -78,7 +78,7 @@ def summary(rates: list[float]) -> dict:
 
 
 def bench_medmnist(args) -> dict:
-    from transfusion_cli.datasets import build_dataset
+    from transfusion_cli.data.build import build_dataset
 
     bundle = build_dataset("medmnist", data_dir=RETINAMNIST, image_size=args.image_size)
     result = summary(epoch_rates(bundle.train, args.epochs, args.batch_size, args.workers))
@@ -95,7 +95,7 @@ def bench_files(args, folder: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from datasets_fixtures import fundus_array
 
-    from transfusion_cli.datasets import build_dataset
+    from transfusion_cli.data.build import build_dataset
 
     rng = np.random.default_rng(0)
     width = args.photo_size

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from transfusion_cli.data import normalize
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.bundles import normalize
 from transfusion_cli.registry import get
 
 

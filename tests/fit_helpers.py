@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transfusion_cli.data import ArrayImageSplit, DatasetBundle, DatasetInfo
+from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
 from transfusion_cli.registry import DatasetSpec
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from transfusion_cli.blocks import block_names, block_output_module, state_keys_by_block
 from transfusion_cli.errors import UnknownNameError
+from transfusion_cli.models.blocks import block_names, block_output_module, state_keys_by_block
 from transfusion_cli.registry import get, get_registry
 
 CONCRETE = [s.name for s in get_registry().specs("architectures") if s.resolve is None]

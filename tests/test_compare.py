@@ -13,7 +13,6 @@ import pytest
 import torch
 from fit_helpers import fake_registry
 
-from transfusion_cli.checkpoint import make_checkpoint, save_checkpoint
 from transfusion_cli.compare import collect, make_plan, merge_plan, write_report
 from transfusion_cli.compare.plan import (
     CELL_FIELDS,
@@ -26,9 +25,10 @@ from transfusion_cli.compare.plan import (
 )
 from transfusion_cli.compare.plot import seed_band
 from transfusion_cli.compare.report import done_path, run_path
-from transfusion_cli.data import DatasetInfo
+from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import CheckpointError, ConfigError, UnknownNameError
 from transfusion_cli.io import write_json
+from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
 
 TINY_FIT = {"steps": 4, "eval_every": 2, "image_size": 32, "batch_size": 8,
             "options": {"n_train": "48", "n_val": "24"}}

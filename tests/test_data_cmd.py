@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from transfusion_cli.app import app
 from transfusion_cli.cli import main
 from transfusion_cli.commands import data_cmd  # noqa: F401  (registers `tfx data`)
-from transfusion_cli.contact_sheet import GAP, TITLE_WIDTH, tile_size
-from transfusion_cli.data import ArrayImageSplit, DatasetBundle, DatasetInfo
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
+from transfusion_cli.data.contact_sheet import GAP, TITLE_WIDTH, tile_size
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.hookspecs import hookimpl
 from transfusion_cli.plugins import load_registry

@@ -12,9 +12,9 @@ import pytest
 from datasets_fixtures import write_eyepacs
 from torch.utils.data import DataLoader
 
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.preprocess import load_prepared
 from transfusion_cli.errors import DataError
-from transfusion_cli.preprocess import load_prepared
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from datasets_fixtures import CHEXPERT_COLUMNS, chexpert_value, write_chexpert
 
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
 from transfusion_cli.errors import ConfigError, DataError
 
 OBSERVATIONS = CHEXPERT_COLUMNS[5:]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from datasets_fixtures import gray_array, save, write_csv, write_dicom, write_image_folder
 
-from transfusion_cli.datasets import build_dataset
-from transfusion_cli.dicom import read_dicom
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.dicom import read_dicom
+from transfusion_cli.data.preprocess import load_prepared
 from transfusion_cli.errors import ConfigError, DataError
-from transfusion_cli.preprocess import load_prepared
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pytest
 from datasets_fixtures import shared_file
 from PIL import Image
 
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
 from transfusion_cli.errors import DataError
 
 

@@ -9,10 +9,10 @@ import pytest
 from datasets_fixtures import NIH_FINDINGS, nih_rows, shared_file, write_nih
 from tfx_plugins.datasets.nih_cxr14 import index_images, parse_findings
 
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.preprocess import load_prepared
+from transfusion_cli.data.tables import read_table
 from transfusion_cli.errors import DataError
-from transfusion_cli.preprocess import load_prepared
-from transfusion_cli.tables import read_table
 
 MINI_ROWS = {
     "00000001_000.png": "Cardiomegaly", "00000002_000.png": "No Finding",

@@ -17,9 +17,9 @@ from datasets_fixtures import (
 )
 from PIL import Image
 
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.preprocess import fundus_crop, load_prepared, prepare_image
 from transfusion_cli.errors import ConfigError, DataError
-from transfusion_cli.preprocess import fundus_crop, load_prepared, prepare_image
 from transfusion_cli.registry import get
 
 

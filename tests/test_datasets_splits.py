@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from transfusion_cli.data.splits import check_fractions, group_split, split_manifest, stratum_keys
 from transfusion_cli.errors import ConfigError
-from transfusion_cli.splits import check_fractions, group_split, split_manifest, stratum_keys
 
 
 @settings(max_examples=60, deadline=None)

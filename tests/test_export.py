@@ -20,12 +20,12 @@ from test_export_support import (
     run_cli,
 )
 
-from transfusion_cli.checkpoint import build_model, file_sha256, load_checkpoint
-from transfusion_cli.data import normalize
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.bundles import normalize
+from transfusion_cli.deploy.export import ExportSettings, export_checkpoint, report_path
+from transfusion_cli.deploy.metadata import ModelMetadata
 from transfusion_cli.errors import ConfigError, DataError, ExportError
-from transfusion_cli.export import ExportSettings, export_checkpoint, report_path
-from transfusion_cli.onnx_metadata import ModelMetadata
+from transfusion_cli.models.checkpoint import build_model, file_sha256, load_checkpoint
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from test_export_support import SHARED_DATA, fundus_png
 
-from transfusion_cli.checkpoint import build_model, checkpoint_dataset_info, load_checkpoint
 from transfusion_cli.cli import main
-from transfusion_cli.data import normalize
-from transfusion_cli.preprocess import load_prepared
+from transfusion_cli.data.bundles import normalize
+from transfusion_cli.data.preprocess import load_prepared
+from transfusion_cli.models.checkpoint import build_model, checkpoint_dataset_info, load_checkpoint
 
 RETINAMNIST = SHARED_DATA / "medmnist" / "retinamnist_fixture.npz"
 

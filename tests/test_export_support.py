@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from transfusion_cli.checkpoint import make_checkpoint, save_checkpoint
-from transfusion_cli.data import ArrayImageSplit, DatasetBundle, DatasetInfo
+from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
+from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
 from transfusion_cli.plugins import load_registry
 from transfusion_cli.registry import DatasetSpec, get, reset_registry
 
@@ -149,7 +149,7 @@ def calibration_inputs(info: DatasetInfo, in_chans: int) -> torch.Tensor:
     size = info.image_size
     if info.name not in INFOS:
         return torch.randn(8, in_chans, size, size)
-    from transfusion_cli.data import DatasetOptions, normalize
+    from transfusion_cli.data.bundles import DatasetOptions, normalize
 
     train = build_fake(info.name, DatasetOptions(image_size=size)).train
     images = torch.stack([train[i][0] for i in range(8)])

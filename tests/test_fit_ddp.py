@@ -14,8 +14,8 @@ import pytest
 import torch
 from fit_helpers import TINY, fake_plugin_env, fake_registry, one_thread
 
-from transfusion_cli.checkpoint import build_model, load_checkpoint
 from transfusion_cli.io import read_jsonl
+from transfusion_cli.models.checkpoint import build_model, load_checkpoint
 from transfusion_cli.train import evaluate, resolve_config
 from transfusion_cli.train.loaders import load_bundle
 

@@ -12,9 +12,9 @@ import torch
 import yaml
 from fit_helpers import fake_registry, one_thread
 
-from transfusion_cli.checkpoint import build_model, checkpoint_dataset_info, load_checkpoint
 from transfusion_cli.errors import ConfigError, TrainingError
 from transfusion_cli.io import read_jsonl
+from transfusion_cli.models.checkpoint import build_model, checkpoint_dataset_info, load_checkpoint
 from transfusion_cli.train import FitConfig, evaluate, fit, resolve_config
 from transfusion_cli.train.loaders import load_bundle
 
@@ -257,7 +257,7 @@ def test_deterministic_flag_is_recorded_and_scoped_to_the_run(tmp_path):
 
 def test_death_between_a_metrics_record_and_last_pt_is_repaired_on_resume(tmp_path,
                                                                             monkeypatch):
-    from transfusion_cli.train import checkpoints
+    from transfusion_cli.train import snapshots as checkpoints
 
     reference = fit(tiny(tmp_path, "reference", steps=6, eval_every=2), show_progress=False)
     real_save = checkpoints.save

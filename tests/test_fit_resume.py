@@ -11,8 +11,8 @@ import pytest
 import torch
 from fit_helpers import TINY, fake_plugin_env, fake_registry, one_thread, run_tfx, tfx_command
 
-from transfusion_cli.checkpoint import load_checkpoint
 from transfusion_cli.io import read_jsonl
+from transfusion_cli.models.checkpoint import load_checkpoint
 from transfusion_cli.train import fit, resolve_config
 
 # 6 steps per epoch (48 / 8); evaluations (and last.pt) every 5 steps, so resumes start

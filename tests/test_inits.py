@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from transfusion_cli.checkpoint import make_checkpoint, save_checkpoint
-from transfusion_cli.data import DatasetInfo
+from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import CheckpointError, ConfigError
+from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
 from transfusion_cli.registry import InitContext, get, get_registry
 
 CHEST = DatasetInfo(name="fake-chest", task="multilabel",

@@ -7,8 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from transfusion_cli.data import DatasetInfo
-from transfusion_cli.metrics import compute_metrics, is_better, metric_values, probabilities
+from transfusion_cli.data.bundles import DatasetInfo
+from transfusion_cli.evaluation.scores import (
+    compute_metrics,
+    is_better,
+    metric_values,
+    probabilities,
+)
 
 
 def info_for(task: str, classes: tuple[str, ...], threshold: int | None = None) -> DatasetInfo:
@@ -176,7 +181,7 @@ def test_metrics_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, transfusion_cli.metrics; print('torch' in sys.modules)"
+    code = "import sys, transfusion_cli.evaluation.scores; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert result.stdout.strip() == "False"
@@ -185,8 +190,8 @@ def test_metrics_module_does_not_import_torch():
 def test_two_class_multiclass_auc_is_the_binary_auc():
     import numpy as np
 
-    from transfusion_cli.data import DatasetInfo
-    from transfusion_cli.metrics import compute_metrics
+    from transfusion_cli.data.bundles import DatasetInfo
+    from transfusion_cli.evaluation.scores import compute_metrics
 
     info = DatasetInfo(name="two", task="multiclass", class_names=("a", "b"), channels=1,
                        image_size=8, mean=(0.5,), std=(0.5,))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from transfusion_cli.zoo import load_zoo, zoo_path
+from transfusion_cli.models.zoo import load_zoo, zoo_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def test_installed_wheel_finds_the_zoo(wheel, tmp_path):
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    code = ("import transfusion_cli.zoo as z, json, sys;"
+    code = ("import transfusion_cli.models.zoo as z, json, sys;"
             "from transfusion_cli.registry import get_registry;"
             "print(json.dumps([str(z.zoo_path()), sorted(get_registry().names('architectures'))]))")
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True,

@@ -29,13 +29,13 @@ from test_export_support import (
     run_cli,
 )
 
-from transfusion_cli.checkpoint import build_model, load_checkpoint
-from transfusion_cli.data import normalize
+from transfusion_cli.data.bundles import normalize
+from transfusion_cli.data.preprocess import load_prepared
+from transfusion_cli.deploy.export import ExportSettings, export_checkpoint
+from transfusion_cli.deploy.predict import OnnxClassifier, collect_images, probabilities
 from transfusion_cli.errors import ConfigError, ExportError
-from transfusion_cli.export import ExportSettings, export_checkpoint
-from transfusion_cli.metrics import probabilities as training_probabilities
-from transfusion_cli.predict import OnnxClassifier, collect_images, probabilities
-from transfusion_cli.preprocess import load_prepared
+from transfusion_cli.evaluation.scores import probabilities as training_probabilities
+from transfusion_cli.models.checkpoint import build_model, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def models(tmp_path_factory):
 def pytorch_probabilities(ckpt, paths) -> np.ndarray:
     """The training path: load_prepared -> torch normalize -> PyTorch model -> softmax/sigmoid."""
     checkpoint = load_checkpoint(ckpt)
-    from transfusion_cli.checkpoint import checkpoint_dataset_info
+    from transfusion_cli.models.checkpoint import checkpoint_dataset_info
 
     info = checkpoint_dataset_info(checkpoint)
     arrays = np.stack([load_prepared(p, info.image_size, info.channels, info.fundus_crop)
@@ -126,7 +126,7 @@ def test_probabilities_agree_with_training_metrics():
 
 NO_TORCH_MODULE = """
 import json, sys
-from transfusion_cli.predict import OnnxClassifier
+from transfusion_cli.deploy.predict import OnnxClassifier
 results = OnnxClassifier(sys.argv[1], "auto").predict_files(sys.argv[2:])
 print(json.dumps([r.to_dict() for r in results]))
 print("TORCH_IMPORTED=" + str("torch" in sys.modules))
@@ -170,7 +170,7 @@ def test_tfx_console_script_never_imports_torch(models):
     assert run.returncode == 0, run.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "onnxruntime" in imported and "transfusion_cli.predict" in imported
+    assert "onnxruntime" in imported and "transfusion_cli.deploy.predict" in imported
     assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
     assert json.loads(run.stdout)[0]["image"] == str(models["fundus"][0])
 
@@ -246,7 +246,7 @@ def cuda_works(model_path) -> bool:
     """Whether onnxruntime can really run on CUDA here (not just list the provider)."""
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
-    from transfusion_cli.ort_runtime import create_session
+    from transfusion_cli.deploy.ort_session import create_session
 
     try:
         return create_session(model_path, "cuda").provider == "CUDAExecutionProvider"

@@ -18,8 +18,8 @@ from test_export_support import (
     retina_info,
 )
 
-from transfusion_cli.export import ExportSettings, export_checkpoint
-from transfusion_cli.predict import OnnxClassifier
+from transfusion_cli.deploy.export import ExportSettings, export_checkpoint
+from transfusion_cli.deploy.predict import OnnxClassifier
 
 DEPLOY_DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 

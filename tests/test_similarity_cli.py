@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from transfusion_cli.checkpoint import make_checkpoint, save_checkpoint
 from transfusion_cli.cli import main
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
 from transfusion_cli.registry import get
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,8 +11,8 @@ from tfx_plugins.datasets.synthetic_chest_xray import ChestScene
 from tfx_plugins.datasets.synthetic_fundus import FundusScene, Lesions, add_lesions
 from torch.utils.data import DataLoader
 
-from transfusion_cli.data import normalize
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.bundles import normalize
 from transfusion_cli.errors import ConfigError, UnknownNameError
 from transfusion_cli.registry import get
 

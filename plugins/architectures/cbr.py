@@ -9,9 +9,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.registry import ArchitectureSpec
-from transfusion_cli.zoo import load_zoo
+from transfusion_cli.api import ArchitectureSpec, hookimpl, load_zoo
 
 
 class CBRNet(nn.Module):

@@ -8,10 +8,7 @@ from functools import partial
 
 from torch import nn
 
-from transfusion_cli.errors import UnknownNameError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.registry import ArchitectureSpec
-from transfusion_cli.zoo import load_zoo
+from transfusion_cli.api import ArchitectureSpec, UnknownNameError, hookimpl, load_zoo
 
 STAGE_CONTAINERS = ("stages", "blocks", "layers", "features")
 

@@ -15,15 +15,29 @@ from typing import Any
 
 import numpy as np
 
-from transfusion_cli.console import info as say
-from transfusion_cli.data import DatasetBundle, DatasetInfo, DatasetOptions
-from transfusion_cli.dataset_options import OptionReader, match_name, split_list
-from transfusion_cli.errors import ConfigError, DataError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.imagefiles import file_bundle, keep_existing, normalisation, require_data_dir
-from transfusion_cli.registry import DatasetSpec
-from transfusion_cli.splits import check_fractions, group_split, split_manifest, stratum_keys
-from transfusion_cli.tables import Table, read_table
+from transfusion_cli.api import (
+    ConfigError,
+    DataError,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetOptions,
+    DatasetSpec,
+    OptionReader,
+    Table,
+    check_fractions,
+    file_bundle,
+    group_split,
+    hookimpl,
+    keep_existing,
+    match_name,
+    normalisation,
+    read_table,
+    require_data_dir,
+    split_list,
+    split_manifest,
+    stratum_keys,
+)
+from transfusion_cli.api import info as say
 
 NAME = "chexpert"
 OBSERVATIONS = (

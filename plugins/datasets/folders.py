@@ -12,20 +12,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from transfusion_cli.data import DatasetBundle, DatasetInfo, DatasetOptions
-from transfusion_cli.dataset_options import OptionReader
-from transfusion_cli.errors import ConfigError, DataError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.imagefiles import (
+from transfusion_cli.api import (
     IMAGE_SUFFIXES,
+    ConfigError,
+    DataError,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetOptions,
+    DatasetSpec,
+    OptionReader,
+    Table,
+    check_fractions,
     file_bundle,
+    group_split,
+    hookimpl,
     keep_existing,
     normalisation,
+    read_table,
     require_data_dir,
+    split_manifest,
+    stratum_keys,
 )
-from transfusion_cli.registry import DatasetSpec
-from transfusion_cli.splits import check_fractions, group_split, split_manifest, stratum_keys
-from transfusion_cli.tables import Table, read_table
 
 DEFAULT_IMAGE_SIZE = 224
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}

@@ -12,13 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from transfusion_cli.data import DatasetBundle, DatasetInfo, DatasetOptions
-from transfusion_cli.dataset_options import OptionReader
-from transfusion_cli.errors import DataError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.imagecache import NpzArraySource, cached_split, npz_member_shape
-from transfusion_cli.imagefiles import check_splits, normalisation
-from transfusion_cli.registry import DatasetSpec
+from transfusion_cli.api import (
+    DataError,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetOptions,
+    DatasetSpec,
+    NpzArraySource,
+    OptionReader,
+    cached_split,
+    check_splits,
+    hookimpl,
+    normalisation,
+    npz_member_shape,
+)
 
 NAME = "medmnist"
 SPLITS = ("train", "val", "test")

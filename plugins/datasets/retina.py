@@ -13,14 +13,24 @@ from pathlib import Path
 
 import numpy as np
 
-from transfusion_cli.data import DatasetBundle, DatasetInfo, DatasetOptions
-from transfusion_cli.dataset_options import OptionReader
-from transfusion_cli.errors import DataError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.imagefiles import file_bundle, keep_existing, normalisation, require_data_dir
-from transfusion_cli.registry import DatasetSpec
-from transfusion_cli.splits import check_fractions, group_split, split_manifest
-from transfusion_cli.tables import Table, read_table
+from transfusion_cli.api import (
+    DataError,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetOptions,
+    DatasetSpec,
+    OptionReader,
+    Table,
+    check_fractions,
+    file_bundle,
+    group_split,
+    hookimpl,
+    keep_existing,
+    normalisation,
+    read_table,
+    require_data_dir,
+    split_manifest,
+)
 
 NAME = "retina"
 GRADES = ("none", "mild", "moderate", "severe", "proliferative")

@@ -26,10 +26,14 @@ from tfx_plugins.datasets.synthetic_fundus import (
 )
 from tfx_plugins.datasets.synthetic_split import SyntheticSplit
 
-from transfusion_cli.data import DatasetBundle, DatasetInfo, DatasetOptions
-from transfusion_cli.errors import ConfigError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.registry import DatasetSpec
+from transfusion_cli.api import (
+    ConfigError,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetOptions,
+    DatasetSpec,
+    hookimpl,
+)
 
 DEFAULT_IMAGE_SIZE = 64
 GRADE_NAMES = ("0-none", "1-mild", "2-moderate", "3-severe", "4-proliferative")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from transfusion_cli.data import make_target
+from transfusion_cli.api import make_target
 
 SPLIT_KEYS = {"train": 0, "val": 1, "test": 2}
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transfusion_cli.blocks import resolve_block_prefix, state_keys_by_block
-from transfusion_cli.errors import ConfigError, TfxError
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.pretrained import SourceWeights, copy_into, input_conv_names, load_source
-from transfusion_cli.registry import InitContext, InitSpec
+from transfusion_cli.api import (
+    ConfigError,
+    InitContext,
+    InitSpec,
+    SourceWeights,
+    TfxError,
+    copy_into,
+    hookimpl,
+    input_conv_names,
+    load_source,
+    resolve_block_prefix,
+    state_keys_by_block,
+)
 
 
 def reset_module_parameters(model: nn.Module) -> None:
@@ -133,7 +141,7 @@ def apply_transfusion(model: nn.Module, context: InitContext) -> dict:
 
 def apply_gabor(model: nn.Module, context: InitContext) -> dict:
     """The input convolution set to a synthetic Gabor bank, the rest at the random init."""
-    from transfusion_cli.gabor import gabor_bank
+    from transfusion_cli.api import gabor_bank
 
     apply_random(model, context)
     names = input_conv_names(model)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.registry import MetricSpec
-from transfusion_cli.similarity import (
+from transfusion_cli.api import (
+    MetricSpec,
     MinibatchCKA,
     cca_from_moments,
     debiased_cka,
     debiased_cka_from_moments,
+    hookimpl,
     linear_cka,
     linear_cka_from_moments,
     mean_cca,

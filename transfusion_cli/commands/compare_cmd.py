@@ -163,7 +163,7 @@ def compare_inits_command(
 
 
 def _dataset_options(pairs: list[str] | None) -> dict[str, str] | None:
-    from transfusion_cli.datasets import parse_option_pairs
+    from transfusion_cli.data.build import parse_option_pairs
 
     return parse_option_pairs(pairs) if pairs else None
 

@@ -38,7 +38,7 @@ IMAGE_SIZE = typer.Option(None, "--image-size", help="Image size in pixels (defa
 def load_bundle(data: str, data_dir: Path | None, option: list[str], data_seed: int,
                 image_size: int | None):
     """Build the dataset the way `tfx fit` does."""
-    from transfusion_cli.datasets import build_dataset, parse_option_pairs
+    from transfusion_cli.data.build import build_dataset, parse_option_pairs
 
     return build_dataset(data, data_dir=data_dir, image_size=image_size, seed=data_seed,
                          options=parse_option_pairs(option))
@@ -57,7 +57,7 @@ def show_command(
     image_size: int | None = IMAGE_SIZE,
 ) -> None:
     """Write a contact sheet: a row of examples per class (per label for multi-label data)."""
-    from transfusion_cli.contact_sheet import contact_sheet, write_contact_sheet
+    from transfusion_cli.data.contact_sheet import contact_sheet, write_contact_sheet
 
     bundle = load_bundle(data, data_dir, option, data_seed, image_size)
     sheet = contact_sheet(bundle, split.value, per_class, seed=data_seed)
@@ -70,7 +70,7 @@ def label_stats(bundle) -> dict[str, Any]:
     """Task, channels, size, options and per-split label counts of a built dataset."""
     import numpy as np
 
-    from transfusion_cli.data import dataset_labels
+    from transfusion_cli.data.bundles import dataset_labels
 
     meta = bundle.info
     result: dict[str, Any] = {

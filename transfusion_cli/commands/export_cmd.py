@@ -83,7 +83,7 @@ def export_command(
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a checkpoint to ONNX, check it against PyTorch, optionally quantise it."""
-    from transfusion_cli.export import ExportSettings, export_checkpoint
+    from transfusion_cli.deploy.export import ExportSettings, export_checkpoint
 
     settings = ExportSettings(checkpoint=checkpoint, out=out_path, opset=opset,
                               image_size=image_size, quantize=quantize.value,

@@ -100,7 +100,7 @@ def fit_command(
 ) -> None:
     """Train a model; writes config.yaml, env.json, metrics.jsonl and checkpoints/ to a run
     folder. Under `torchrun --nproc_per_node=N` it trains with DistributedDataParallel."""
-    from transfusion_cli.datasets import parse_option_pairs
+    from transfusion_cli.data.build import parse_option_pairs
     from transfusion_cli.errors import ConfigError
     from transfusion_cli.train import fit, resolve_config, resume_config
     from transfusion_cli.train.rundir import resolve_resume_dir

@@ -45,7 +45,7 @@ def architecture_rows() -> list[dict]:
     """One row per concrete architecture: name, plugin, params (5 classes, 3 channels), blocks."""
     import torch
 
-    from transfusion_cli.blocks import block_names
+    from transfusion_cli.models.blocks import block_names
     from transfusion_cli.registry import get_registry
 
     registry = get_registry()

@@ -51,9 +51,9 @@ def predict_command(
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write the results as CSV."),
 ) -> None:
     """Predict image files with an exported model; preprocessing comes from its metadata."""
+    from transfusion_cli.deploy.predict import OnnxClassifier, collect_images, results_csv
     from transfusion_cli.errors import DataError
     from transfusion_cli.io import write_text
-    from transfusion_cli.predict import OnnxClassifier, collect_images, results_csv
 
     paths = collect_images(images)
     classifier = OnnxClassifier(model, provider.value)

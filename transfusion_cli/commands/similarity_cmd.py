@@ -38,7 +38,7 @@ def _unknown_layer(name: str, loaded, valid: list[str]) -> TfxError:
 
 
 def _diagonal_pairs(a, b, requested: list[str] | None) -> list[tuple[str, str]]:
-    from transfusion_cli.blocks import block_names
+    from transfusion_cli.models.blocks import block_names
 
     names_a, names_b = block_names(a.model), block_names(b.model)
     if requested is None:
@@ -58,7 +58,7 @@ def _diagonal_pairs(a, b, requested: list[str] | None) -> list[tuple[str, str]]:
 
 
 def _cross_layers(a, b, requested: list[str] | None) -> tuple[list[str], list[str]]:
-    from transfusion_cli.blocks import block_names
+    from transfusion_cli.models.blocks import block_names
 
     names_a, names_b = block_names(a.model), block_names(b.model)
     if requested is None:
@@ -98,7 +98,7 @@ def _run_of(text: str) -> tuple[Path, Path]:
 def _preparer(loaded, device):
     import torch
 
-    from transfusion_cli.data import normalize
+    from transfusion_cli.data.bundles import normalize
 
     def prepare(images):
         x = normalize(images, loaded.info, loaded.in_chans)
@@ -178,7 +178,7 @@ def similarity_command(
                               "--cross."),
 ) -> None:
     """Compare two checkpoints' representations layer by layer (SVCCA, PWCCA, CKA)."""
-    from transfusion_cli.datasets import parse_option_pairs
+    from transfusion_cli.data.build import parse_option_pairs
     from transfusion_cli.similarity.activations import parse_spatial
     from transfusion_cli.similarity.analysis import load_model, resolve_device
     from transfusion_cli.similarity.probe import build_probe
@@ -276,8 +276,8 @@ def filters_command(
     json_out: bool = typer.Option(False, "--json", help="Summary as JSON on stdout."),
 ) -> None:
     """Draw a layer's convolution filters as an image grid (normalised per filter)."""
-    from transfusion_cli.checkpoint import build_model, load_checkpoint
-    from transfusion_cli.filters import filter_change, filter_grid, model_filters
+    from transfusion_cli.models.checkpoint import build_model, load_checkpoint
+    from transfusion_cli.models.filters import filter_change, filter_grid, model_filters
     from transfusion_cli.similarity.plots import save_image_panels
     from transfusion_cli.similarity.report import checkpoint_label
 

@@ -193,12 +193,12 @@ def resolve_init(text: str, arch: str, weights: str | None) -> str:
             raise ConfigError(f"Init '{text}' on '{arch}' needs pretrained weights: '{arch}' has "
                               "no public ImageNet weights, so pass --weights PATH (a tfx "
                               f"checkpoint of {arch}).")
-        from transfusion_cli.pretrained import check_public_weights_offline
+        from transfusion_cli.models.pretrained import check_public_weights_offline
 
         check_public_weights_offline(arch_spec)
     if name == "transfusion":
-        from transfusion_cli.blocks import resolve_block_prefix
         from transfusion_cli.errors import TfxError
+        from transfusion_cli.models.blocks import resolve_block_prefix
 
         model = get("architectures", arch).build(num_classes=2, in_chans=3)
         try:

@@ -69,7 +69,7 @@ def cell_lock(directory: Path, cell_id: str) -> Iterator[None]:
 
 def parameter_count(run_dir: Path) -> int | None:
     """Trainable parameters of the cell's model, rebuilt from its init.pt."""
-    from transfusion_cli.checkpoint import build_model, load_checkpoint
+    from transfusion_cli.models.checkpoint import build_model, load_checkpoint
 
     init_ckpt = run_dir / "checkpoints" / "init.pt"
     if not init_ckpt.is_file():
@@ -80,7 +80,7 @@ def parameter_count(run_dir: Path) -> int | None:
 
 def _saved_train_time(run_dir: Path) -> float:
     """Training seconds a killed run had saved in last.pt before this session."""
-    from transfusion_cli.checkpoint import load_checkpoint
+    from transfusion_cli.models.checkpoint import load_checkpoint
 
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file():
@@ -93,8 +93,8 @@ def test_metrics(run_dir: Path) -> dict[str, Any] | None:
     paper's protocol; None when the dataset has no test split."""
     from torch.utils.data import DataLoader
 
-    from transfusion_cli.checkpoint import build_model, load_checkpoint
-    from transfusion_cli.metrics import metric_values
+    from transfusion_cli.evaluation.scores import metric_values
+    from transfusion_cli.models.checkpoint import build_model, load_checkpoint
     from transfusion_cli.train import evaluate, resolve_config
     from transfusion_cli.train.loaders import load_bundle
     from transfusion_cli.train.runtime import make_runtime, select_device

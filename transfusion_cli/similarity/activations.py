@@ -1,6 +1,6 @@
 """Block outputs of a model as (data points, neurons) matrices.
 
-Forward hooks on the output module of each named block (``transfusion_cli.blocks``) capture
+Forward hooks on the output module of each named block (``transfusion_cli.models.blocks``) capture
 one forward's outputs. A convolutional map (N, C, H, W) becomes data points the paper's way:
 channels are the neurons and every (input, spatial position) is a data point; two maps of
 different size are average-pooled to a common grid first, and positions are subsampled per
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transfusion_cli.blocks import block_names, block_output_module
 from transfusion_cli.errors import TfxError
+from transfusion_cli.models.blocks import block_names, block_output_module
 from transfusion_cli.similarity.result import SimilarityError
 
 # Data points kept per layer stay at least this many times the number of neurons when the

@@ -69,7 +69,11 @@ def resolve_device(device: str) -> torch.device:
 
 def load_model(path: str | os.PathLike, device: torch.device) -> LoadedModel:
     """Load a tfx checkpoint and rebuild its model in eval mode on ``device``."""
-    from transfusion_cli.checkpoint import build_model, checkpoint_dataset_info, load_checkpoint
+    from transfusion_cli.models.checkpoint import (
+        build_model,
+        checkpoint_dataset_info,
+        load_checkpoint,
+    )
 
     checkpoint = load_checkpoint(path)
     model = build_model(checkpoint).eval().to(device)

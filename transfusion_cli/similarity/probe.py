@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transfusion_cli.data import DatasetInfo
+from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import ConfigError
 
 
@@ -54,7 +54,7 @@ def build_probe(checkpoint: Mapping[str, Any], *, data: str | None = None,
                 image_size: int | None = None, data_seed: int | None = None) -> ProbeSet:
     """``samples`` inputs (seeded choice, kept in index order) of a split of ``data``
     (default: the dataset, options and image size recorded in ``checkpoint``)."""
-    from transfusion_cli.datasets import build_dataset
+    from transfusion_cli.data.build import build_dataset
 
     if samples < 1:
         raise ConfigError(f"--samples {samples} must be at least 1.")

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transfusion_cli.data import DatasetInfo, normalize
-from transfusion_cli.metrics import compute_metrics
+from transfusion_cli.data.bundles import DatasetInfo, normalize
+from transfusion_cli.evaluation.scores import compute_metrics
 from transfusion_cli.train.runtime import Runtime
 
 

@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transfusion_cli.data import DatasetBundle, dataset_labels
-from transfusion_cli.datasets import build_dataset
+from transfusion_cli.data.build import build_dataset
+from transfusion_cli.data.bundles import DatasetBundle, dataset_labels
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.train.config import FitConfig
 from transfusion_cli.train.distributed import DistContext, shard_indices

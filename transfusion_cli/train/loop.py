@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from transfusion_cli.console import info as log
-from transfusion_cli.data import DatasetInfo, normalize
+from transfusion_cli.data.bundles import DatasetInfo, normalize
 from transfusion_cli.errors import TrainingError
+from transfusion_cli.evaluation.scores import compute_metrics, is_better, metric_values
 from transfusion_cli.io import append_jsonl
-from transfusion_cli.metrics import compute_metrics, is_better, metric_values
 from transfusion_cli.registry import InitContext, get
-from transfusion_cli.train import checkpoints as ckpt
+from transfusion_cli.train import snapshots as ckpt
 from transfusion_cli.train.config import RESUMABLE_CHANGES, FitConfig, resume_config
 from transfusion_cli.train.distributed import (
     DistContext,

@@ -8,9 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from transfusion_cli.data import ArrayImageSplit, DatasetBundle, DatasetInfo
-from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.registry import ArchitectureSpec, DatasetSpec
+from transfusion_cli.api import (
+    ArchitectureSpec,
+    ArrayImageSplit,
+    DatasetBundle,
+    DatasetInfo,
+    DatasetSpec,
+    hookimpl,
+)
 
 
 def make_stripes(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

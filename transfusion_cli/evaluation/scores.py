@@ -25,7 +25,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, roc_auc_score, ro
 from transfusion_cli.errors import DataError
 
 if TYPE_CHECKING:  # data.py imports torch; this module must not
-    from transfusion_cli.data import DatasetInfo
+    from transfusion_cli.data.bundles import DatasetInfo
 
 NAN = float("nan")
 

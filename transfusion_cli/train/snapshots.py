@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from transfusion_cli.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from transfusion_cli.data import DatasetInfo
+from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import CheckpointError
+from transfusion_cli.models.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from transfusion_cli.train.state import capture_rng, restore_rng
 
 

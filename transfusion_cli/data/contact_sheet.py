@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from transfusion_cli.data import DatasetBundle, DatasetInfo, dataset_labels
+from transfusion_cli.data.bundles import DatasetBundle, DatasetInfo, dataset_labels
 from transfusion_cli.io import atomic_write
 
 MIN_TILE = 96  # smaller images are enlarged (nearest neighbour) to at least this many pixels

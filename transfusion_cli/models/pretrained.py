@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from transfusion_cli.blocks import model_blocks, state_keys_by_block
 from transfusion_cli.errors import CheckpointError
+from transfusion_cli.models.blocks import model_blocks, state_keys_by_block
 from transfusion_cli.registry import InitContext
 
 OFFLINE_ENV = ("TFX_OFFLINE", "HF_HUB_OFFLINE")
@@ -51,7 +51,7 @@ def weights_dir() -> Path:
     root = os.environ.get("TFX_WEIGHTS_DIR")
     if root:
         return Path(root).expanduser()
-    from transfusion_cli.datasets import cache_root
+    from transfusion_cli.data.build import cache_root
 
     return cache_root() / "weights"
 
@@ -106,7 +106,7 @@ def read_tfx_checkpoint(path: Path) -> dict[str, Any] | None:
                               f"{str(exc).splitlines()[0][:160]}); is it a complete .pt/.pth "
                               "or .safetensors file?") from exc
     if isinstance(data, dict) and data.get("format") == "tfx-checkpoint":
-        from transfusion_cli.checkpoint import load_checkpoint
+        from transfusion_cli.models.checkpoint import load_checkpoint
 
         return load_checkpoint(path)  # validates the format version
     return None

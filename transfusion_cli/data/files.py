@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from transfusion_cli.console import warn
-from transfusion_cli.data import IMAGENET_MEAN, IMAGENET_STD, DatasetBundle, DatasetInfo
+from transfusion_cli.data.bundles import IMAGENET_MEAN, IMAGENET_STD, DatasetBundle, DatasetInfo
+from transfusion_cli.data.cache import FileSource, cached_split
 from transfusion_cli.errors import DataError
-from transfusion_cli.imagecache import FileSource, cached_split
 
 # Grayscale normalisation: ImageNet's statistics averaged over the colour channels.
 GRAY_MEAN = (0.449,)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.data import DatasetBundle, DatasetOptions
+from transfusion_cli.data.bundles import DatasetBundle, DatasetOptions
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.registry import get
 

@@ -30,18 +30,24 @@ import torch
 from torch import nn
 
 from transfusion_cli import __version__
-from transfusion_cli.checkpoint import (
+from transfusion_cli.data.bundles import DatasetInfo, adapt_channels, normalize
+from transfusion_cli.deploy.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from transfusion_cli.deploy.ort_session import (
+    CPU,
+    Session,
+    cpu_threads,
+    create_session,
+    time_session,
+)
+from transfusion_cli.deploy.quantize import QUANTIZE_CHOICES, convert_fp16, quantize_int8
+from transfusion_cli.errors import ConfigError, DataError, ExportError
+from transfusion_cli.io import write_json
+from transfusion_cli.models.checkpoint import (
     build_model,
     checkpoint_dataset_info,
     file_sha256,
     load_checkpoint,
 )
-from transfusion_cli.data import DatasetInfo, adapt_channels, normalize
-from transfusion_cli.errors import ConfigError, DataError, ExportError
-from transfusion_cli.io import write_json
-from transfusion_cli.onnx_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from transfusion_cli.ort_runtime import CPU, Session, cpu_threads, create_session, time_session
-from transfusion_cli.quantize import QUANTIZE_CHOICES, convert_fp16, quantize_int8
 
 EXPORTER = "torchscript (torch.onnx.export, dynamo=False)"
 DEFAULT_OPSET = 17
@@ -117,7 +123,7 @@ def report_path(out: Path) -> Path:
 def checkpoint_dataset(checkpoint: dict[str, Any], info: DatasetInfo, image_size: int,
                        data_dir: Path | None):
     """The checkpoint's dataset rebuilt as training built it (name, data seed, options)."""
-    from transfusion_cli.datasets import build_dataset
+    from transfusion_cli.data.build import build_dataset
     from transfusion_cli.registry import get
 
     config = checkpoint.get("config") or {}
@@ -155,8 +161,8 @@ def first_images(bundle, count: int) -> torch.Tensor:
 def folder_batches(folder: Path, metadata: ModelMetadata, limit: int,
                    batch_size: int = EVAL_BATCH) -> Iterator[np.ndarray]:
     """Normalised batches from the image files of a folder, prepared as `tfx predict` does."""
-    from transfusion_cli.predict import IMAGE_SUFFIXES
-    from transfusion_cli.preprocess import load_prepared, normalize_array
+    from transfusion_cli.data.preprocess import load_prepared, normalize_array
+    from transfusion_cli.deploy.predict import IMAGE_SUFFIXES
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -178,7 +184,7 @@ def calibration_batches(settings: ExportSettings, bundle, info: DatasetInfo,
         folder = Path(source).expanduser()
         return f"folder {folder}", folder_batches(folder, metadata, limit)
     if source and source != info.name:
-        from transfusion_cli.datasets import build_dataset
+        from transfusion_cli.data.build import build_dataset
 
         other = build_dataset(source, image_size=metadata.image_size)
         if other.info.channels != info.channels:
@@ -304,7 +310,7 @@ def rounding_hint(model: nn.Module, images: torch.Tensor, info: DatasetInfo, in_
 def evaluate(sessions: dict[str, Session], split, info: DatasetInfo,
              limit: int | None) -> dict[str, Any]:
     """The dataset's headline metric of each session on ``split`` (same images for all)."""
-    from transfusion_cli.metrics import compute_metrics
+    from transfusion_cli.evaluation.scores import compute_metrics
 
     logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
     targets = []
@@ -328,7 +334,7 @@ def evaluate(sessions: dict[str, Session], split, info: DatasetInfo,
 
 def torch_latency(model: nn.Module, images: torch.Tensor, runs: int) -> dict[str, float]:
     """PyTorch eager CPU latency of one batch (for comparison with onnxruntime)."""
-    from transfusion_cli.ort_runtime import summarize_times
+    from transfusion_cli.deploy.ort_session import summarize_times
 
     with torch.inference_mode():
         model(images)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from transfusion_cli import __version__
-from transfusion_cli.data import DatasetInfo
+from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import CheckpointError
 from transfusion_cli.io import atomic_write
 

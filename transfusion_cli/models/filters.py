@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from transfusion_cli.blocks import block_names, model_blocks
 from transfusion_cli.errors import TfxError
+from transfusion_cli.models.blocks import block_names, model_blocks
 
 
 @dataclass

@@ -34,11 +34,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from transfusion_cli.console import info
-from transfusion_cli.data import make_target
-from transfusion_cli.datasets import cache_root
+from transfusion_cli.data.build import cache_root
+from transfusion_cli.data.bundles import make_target
+from transfusion_cli.data.preprocess import load_prepared, prepare_image
 from transfusion_cli.errors import DataError
 from transfusion_cli.io import write_json
-from transfusion_cli.preprocess import load_prepared, prepare_image
 
 # Bump when preprocessing changes what a cached image holds: old caches are then ignored.
 CACHE_FORMAT = 1

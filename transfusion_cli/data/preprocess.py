@@ -24,7 +24,7 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     """Open an image file (PNG, JPEG, ...; DICOM through pydicom) fully decoded."""
     path = Path(path)
     if path.suffix.lower() == ".dcm":
-        from transfusion_cli.dicom import read_dicom
+        from transfusion_cli.data.dicom import read_dicom
 
         return read_dicom(path)
     try:

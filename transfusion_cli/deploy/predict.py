@@ -2,7 +2,7 @@
 Pillow only (this module must never import torch; a test checks it).
 
 Preprocessing comes from the model's tfx metadata and goes through the very functions the
-training datasets use (``transfusion_cli.preprocess``), so an image file gives the same model
+training datasets use (``transfusion_cli.data.preprocess``), so an image file gives the same model
 input here as in `tfx fit`.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from transfusion_cli.data.preprocess import normalize_array, prepare_image, read_image
+from transfusion_cli.deploy.metadata import ModelMetadata
+from transfusion_cli.deploy.ort_session import Session, create_session
 from transfusion_cli.errors import DataError, ExportError, TfxError
-from transfusion_cli.onnx_metadata import ModelMetadata
-from transfusion_cli.ort_runtime import Session, create_session
-from transfusion_cli.preprocess import normalize_array, prepare_image, read_image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm")
 # A label (multi-label, binary) or "referable" is called positive at this probability.

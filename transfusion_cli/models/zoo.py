@@ -15,11 +15,11 @@ ZOO_FILE = "model_zoo.yaml"
 
 def zoo_path() -> Path:
     """model_zoo.yaml inside the installed package (wheel) or at the source root (editable)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / ZOO_FILE, here.parent / ZOO_FILE):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / ZOO_FILE, package.parent / ZOO_FILE):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"{ZOO_FILE} not found next to {here}; reinstall tfx (pip install -e .).")
+    raise ConfigError(f"{ZOO_FILE} not found next to {package}; reinstall tfx (pip install -e .).")
 
 
 @cache

@@ -1,0 +1,1 @@
+"""Datasets: bundles, splits, dataset options, image files and tables, the preprocessing cache."""

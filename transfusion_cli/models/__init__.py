@@ -1,0 +1,1 @@
+"""Models: block naming, checkpoints, pretrained and Gabor weights, the model zoo, filters."""
