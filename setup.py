@@ -26,4 +26,6 @@ def discovered_packages() -> list[str]:
     return core + ["tfx_plugins" + name[len("plugins"):] for name in plugins]
 
 
-setup(packages=discovered_packages(), cmdclass={"build_py": BuildPyWithZoo})
+setup(packages=discovered_packages(), cmdclass={"build_py": BuildPyWithZoo},
+      # The built-in `tfx reproduce` profiles (smoke, paper) are data files of the package.
+      package_data={"transfusion_cli.reproduce": ["profiles/*.yaml"]})

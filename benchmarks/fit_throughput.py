@@ -8,7 +8,12 @@ checkpoint writing are outside the timed interval, as `FitResult.images_per_s` r
 Measurements alternate (bare, tfx, bare, tfx, ...) after one warm-up of each, and the
 medians are compared. Prints JSON; target: ratio >= 0.9 for cbr-tiny at 128 px on CPU.
 
+With ``--augment NAME`` (light, flip, fundus) both loops augment every training image with the
+same torchvision v2 pipeline: the bare loop calls it on each uint8 image of the batch, then
+normalises; `tfx fit` runs with ``--augment NAME`` (seeded per image, after the cache).
+
     python benchmarks/fit_throughput.py [--image-size 128] [--batch-size 32] [--steps 8]
+    python benchmarks/fit_throughput.py --augment fundus
 """
 
 from __future__ import annotations
@@ -55,8 +60,11 @@ class InMemoryPlugin:
 
 
 def bare_loop(images: np.ndarray, labels: np.ndarray, arch: str, batch_size: int,
-              steps: int, seed: int) -> float:
-    """Images/s of the plainest PyTorch training loop on in-memory float batches."""
+              steps: int, seed: int, augment: str = "none") -> float:
+    """Images/s of the plainest PyTorch training loop on in-memory float batches (augmented
+    per image, from uint8, when ``augment`` names a pipeline)."""
+    from transfusion_cli.train.augment import make_augmentation
+
     spec = get("architectures", arch)
     model = spec.build(num_classes=5, in_chans=3)
     get("inits", "random").apply(model, InitContext(arch=spec, num_classes=5, in_chans=3,
@@ -71,9 +79,15 @@ def bare_loop(images: np.ndarray, labels: np.ndarray, arch: str, batch_size: int
     y_all = torch.from_numpy(labels).long()
     batches = [(x_all[i * batch_size:(i + 1) * batch_size],
                 y_all[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
+    transform = make_augmentation(augment, images.shape[1])
+    raw = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # its fastest layout
     model.train()
     start = time.perf_counter()
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
+        if transform is not None:
+            chunk = raw[i * batch_size:(i + 1) * batch_size]
+            x = torch.stack([transform(image) for image in chunk]).float() / 255
+            x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -82,11 +96,11 @@ def bare_loop(images: np.ndarray, labels: np.ndarray, arch: str, batch_size: int
 
 
 def tfx_loop(arch: str, image_size: int, batch_size: int, steps: int, seed: int,
-             out: Path) -> float:
+             out: Path, augment: str = "none") -> float:
     """Images/s of `fit` training on the same data (train time only)."""
     config = FitConfig(data=DATASET, arch=arch, image_size=image_size, batch_size=batch_size,
                        steps=steps, epochs=None, eval_every=steps, seed=seed, device="cpu",
-                       workers=0, out=str(out), overwrite=True)
+                       workers=0, out=str(out), overwrite=True, augment=augment)
     return fit(config, show_progress=False).images_per_s
 
 
@@ -99,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="measurements of each loop")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: "
                         "torch's choice)")
+    parser.add_argument("--augment", default="none", help="augmentation in both loops: none, "
+                        "light, flip or fundus")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -110,20 +126,21 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run"
-            bare_loop(images, labels, args.arch, args.batch_size, 2, 0)  # warm-up
-            tfx_loop(args.arch, args.image_size, args.batch_size, 2, 0, out)
+            bare_loop(images, labels, args.arch, args.batch_size, 2, 0, args.augment)  # warm-up
+            tfx_loop(args.arch, args.image_size, args.batch_size, 2, 0, out, args.augment)
             bare, tfx = [], []
             for repeat in range(args.repeats):
                 bare.append(bare_loop(images, labels, args.arch, args.batch_size, args.steps,
-                                      repeat))
+                                      repeat, args.augment))
                 tfx.append(tfx_loop(args.arch, args.image_size, args.batch_size, args.steps,
-                                    repeat, out))
+                                    repeat, out, args.augment))
     finally:
         reset_registry(None)
     result = {
         "benchmark": "fit_throughput",
         "arch": args.arch, "image_size": args.image_size, "batch_size": args.batch_size,
         "steps": args.steps, "repeats": args.repeats, "device": "cpu",
+        "augment": args.augment,
         "torch_threads": torch.get_num_threads(),
         "bare_images_per_s": statistics.median(bare),
         "tfx_images_per_s": statistics.median(tfx),

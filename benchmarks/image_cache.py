@@ -8,6 +8,14 @@ Two sources, each measured in one run with a fresh cache folder:
   (resizing from the in-memory array on every read, what a loader does without one).
 - ``files``: ``--files`` generated fundus JPEGs (``--photo-size`` px wide, EyePACS layout, the
   ``retina`` dataset) cropped and resized to ``--image-size``: decoding is the real cost there.
+- ``fundus_full``: ``--fundus-files`` full-size fundus JPEGs as EyePACS ships them (4752x3168,
+  quality 95, 1-2 MB; the real CC0 photo in ``../shared/data/fundus_cc0`` scaled up with sensor
+  noise, or a drawn disc when it is absent), written to a temporary folder, prepared at
+  ``--fundus-size`` (587, the paper's EyePACS size) with the fundus crop. Serial: ms per image
+  of today's full decode vs the reduced-scale (``Image.draft``) decode, interleaved image by
+  image (target >= 3x). Parallel: a cache fill with 1 thread vs one per CPU (images/s, per
+  core, scaling = parallel / (serial x CPUs), target near 1), and the two caches compared
+  byte for byte; the pixel difference of draft vs full decoding (mean and max uint8 levels).
 
 Each epoch is a full pass of a shuffled DataLoader (``--workers``, ``--batch-size``) over the
 train split; figures are images/s. Targets: later / first >= 1 for both (the cache must never
@@ -114,6 +122,87 @@ def bench_files(args, folder: Path) -> dict:
     return result
 
 
+REAL_FUNDUS = ROOT / ".." / "shared" / "data" / "fundus_cc0" / "retina.jpg"
+EYEPACS_SIZE = (4752, 3168)
+
+
+def fundus_photo(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A full-size fundus photo: the real CC0 one scaled up (or a drawn disc), sensor noise."""
+    side = int(height * 0.96)
+    if REAL_FUNDUS.exists():
+        with Image.open(REAL_FUNDUS) as photo:
+            disc = np.asarray(photo.convert("RGB").resize((side, side), Image.Resampling.BILINEAR))
+    else:
+        yy, xx = (np.mgrid[0:side, 0:side] / side - 0.5).astype(np.float32)
+        radius = np.hypot(yy, xx)
+        disc = (np.stack([200 - 120 * radius, 90 - 60 * radius, 40 - 30 * radius], -1)
+                * (radius < 0.48)[..., None]).astype(np.uint8)
+    inside = disc.max(axis=2, keepdims=True) > 10
+    noise = rng.integers(-3, 4, size=disc.shape, dtype=np.int16) * inside
+    canvas = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - side) // 2, (width - side) // 2
+    canvas[top: top + side, left: left + side] = np.clip(disc + noise, 0, 255)
+    return canvas
+
+
+def bench_fundus_full(args, folder: Path) -> dict:
+    """Full-size fundus JPEGs: full vs reduced-scale decoding, serial and parallel cache fill."""
+    from transfusion_cli.data.cache import FileSource, ImageCache, fill_workers
+    from transfusion_cli.data.preprocess import load_prepared, prepare_image, read_image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    base = fundus_photo(rng, *EYEPACS_SIZE)
+    paths = []
+    for k in range(args.fundus_files):  # shifted and mirrored copies: distinct files
+        photo = np.roll(base, 40 * k, axis=1)
+        photo = photo[:, ::-1] if k % 2 else photo
+        paths.append(folder / f"{k}_{'left' if k % 2 == 0 else 'right'}.jpeg")
+        Image.fromarray(photo).save(paths[-1], quality=95)
+    size = args.fundus_size
+    full_s, draft_s, diffs = [], [], []
+    for path in paths:  # interleaved image by image
+        started = time.perf_counter()
+        full = prepare_image(read_image(path), size, 3, crop_fundus=True)
+        full_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        draft = load_prepared(path, size, 3, crop_fundus=True)
+        draft_s.append(time.perf_counter() - started)
+        diffs.append(np.abs(full.astype(np.int16) - draft))
+    full_ms, draft_ms = 1e3 * float(np.median(full_s)), 1e3 * float(np.median(draft_s))
+    workers = fill_workers()
+    fills = {}
+    for label, count in (("serial", 1), ("parallel", workers)):
+        cache = ImageCache(folder / f"cache-{label}", len(paths), (size, size, 3), label, {})
+        started = time.perf_counter()
+        cache.fill(FileSource(paths, size, 3, crop_fundus=True), workers=count)
+        fills[label] = {"threads": count,
+                        "images_per_s": len(paths) / (time.perf_counter() - started)}
+    serial, parallel = fills["serial"]["images_per_s"], fills["parallel"]["images_per_s"]
+    same = ((folder / "cache-serial" / "images.u8").read_bytes()
+            == (folder / "cache-parallel" / "images.u8").read_bytes())
+    today_per_core = 1e3 / full_ms
+    return {
+        "images": len(paths), "photo": f"{EYEPACS_SIZE[0]}x{EYEPACS_SIZE[1]}",
+        "jpeg_mb_mean": round(float(np.mean([p.stat().st_size for p in paths])) / 1e6, 2),
+        "image_size": size, "source": "real CC0 photo scaled up" if REAL_FUNDUS.exists()
+        else "drawn disc (shared data absent)",
+        "serial_ms_per_image": {"full_decode_today": round(full_ms, 1),
+                                "reduced_scale_decode": round(draft_ms, 1),
+                                "speedup": round(full_ms / draft_ms, 2)},
+        "cache_fill": {k: {"threads": v["threads"], "images_per_s": round(v["images_per_s"], 2),
+                           "images_per_s_per_core": round(v["images_per_s"] / v["threads"], 2)}
+                       for k, v in fills.items()},
+        "cpus": workers,
+        "parallel_scaling": round(parallel / (serial * workers), 2),
+        "parallel_fill_identical_to_serial": same,
+        "per_core_vs_today": round(serial / today_per_core, 2),
+        "draft_vs_full_pixels": {"mean_abs_levels": round(float(np.mean(diffs)), 3),
+                                 "max_abs_levels": int(np.max(diffs))},
+        "targets": {"per_core_vs_today": 3.0, "parallel_scaling": "near 1"},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=64)
@@ -122,16 +211,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--photo-size", type=int, default=1024)
+    parser.add_argument("--fundus-files", type=int, default=8,
+                        help="full-size fundus JPEGs for the fundus_full case (0: skip)")
+    parser.add_argument("--fundus-size", type=int, default=587)
+    parser.add_argument("--only-fundus", action="store_true", help="run only fundus_full")
     args = parser.parse_args()
     report: dict = {"settings": vars(args), "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TFX_CACHE_DIR"] = str(Path(tmp) / "cache")
-        if RETINAMNIST.exists():
+        if args.only_fundus:
+            pass
+        elif RETINAMNIST.exists():
             report["medmnist_retinamnist"] = bench_medmnist(args)
         else:
             report["medmnist_retinamnist"] = f"skipped: {RETINAMNIST} is absent"
-        if args.files:
+        if args.files and not args.only_fundus:
             report["retina_jpeg_files"] = bench_files(args, Path(tmp) / "eyepacs")
+        if args.fundus_files:
+            report["fundus_full"] = bench_fundus_full(args, Path(tmp) / "fundus_full")
     print(json.dumps(report, indent=2))
 
 

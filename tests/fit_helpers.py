@@ -1,6 +1,7 @@
 """Fake datasets for the fit tests (a plain module, imported by tests and loaded as a plugin).
 
-In-process: ``with fake_registry(): ...`` registers them. Subprocesses (`python -m
+In-process: ``with registry_with(fit_helpers): ...`` (or the ``fake_registry`` fixture)
+registers them. Subprocesses (`python -m
 transfusion_cli fit`, `torchrun`): ``fake_plugin_env(tmp_path)`` returns an environment whose
 PYTHONPATH holds a dist-info declaring this module as a third-party tfx plugin.
 """
@@ -86,19 +87,6 @@ def tfx_register_datasets(register):
         register(DatasetSpec(name, lambda options, _task=task: build_fake(_task, options),
                              f"fit tests: tiny {task} data", default_image_size=32,
                              options=SIZE_OPTIONS))
-
-
-@contextmanager
-def fake_registry() -> Iterator[None]:
-    """The real registry plus the fake datasets, for the duration of the block."""
-    from transfusion_cli.plugins import load_registry
-    from transfusion_cli.registry import reset_registry
-
-    reset_registry(load_registry(extra_plugins=[("fit-fakes", sys.modules[__name__])]))
-    try:
-        yield
-    finally:
-        reset_registry(None)
 
 
 @contextmanager

@@ -8,10 +8,10 @@ import inspect
 import json
 import math
 
+import fit_helpers
 import numpy as np
 import pytest
 import torch
-from fit_helpers import fake_registry
 
 from transfusion_cli.compare import collect, make_plan, merge_plan, write_report
 from transfusion_cli.compare.plan import (
@@ -37,9 +37,8 @@ TINY_FLAGS = ["--steps", "4", "--eval-every", "2", "--image-size", "32", "--batc
 
 
 @pytest.fixture
-def fakes():
-    with fake_registry():
-        yield
+def fakes(fake_registry):
+    fake_registry(fit_helpers)
 
 
 # ----- planning ----------------------------------------------------------------------------

@@ -20,8 +20,7 @@ from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, Dataset
 from transfusion_cli.data.contact_sheet import GAP, TITLE_WIDTH, tile_size
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.plugins import load_registry
-from transfusion_cli.registry import DatasetSpec, reset_registry
+from transfusion_cli.registry import DatasetSpec
 
 RUNNER = CliRunner()
 HEADER = 34
@@ -143,14 +142,8 @@ class FakeDatasets:
         register(DatasetSpec("fake-binary", self.build_binary, default_image_size=16))
 
 
-@pytest.fixture
-def fake_registry():
-    reset_registry(load_registry(extra_plugins=[("fake-datasets", FakeDatasets())]))
-    yield
-    reset_registry(None)
-
-
 def test_commands_work_for_other_datasets(fake_registry, tmp_path):
+    fake_registry(FakeDatasets())
     out = tmp_path / "binary.png"
     invoke("data", "show", "--data", "fake-binary", "--out", out, "--per-class", 4)
     sheet = Image.open(out)

@@ -16,11 +16,8 @@ from transfusion_cli.data.build import build_dataset
 from transfusion_cli.data.preprocess import load_prepared
 from transfusion_cli.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+# Every test starts from an empty image cache (the cache_dir fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 @pytest.fixture

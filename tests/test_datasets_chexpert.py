@@ -16,10 +16,8 @@ OBSERVATIONS = CHEXPERT_COLUMNS[5:]
 PAPER = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+# Every test starts from an empty image cache (the cache_dir fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 @pytest.fixture(scope="module")

@@ -60,16 +60,14 @@ def test_bad_grade_is_one_line_exit_1_without_traceback(tmp_path):
         in lines[0]
 
 
-def test_missing_data_dir_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
+def test_missing_data_dir_is_one_line(tmp_path, cache_dir, monkeypatch, capsys):
     monkeypatch.delenv("TFX_DATA_DIR", raising=False)
     code, _, err = run_main(capsys, "data", "stats", "--data", "chexpert")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "CheXpert-v1.0-small/train.csv" in err
 
 
-def test_chexpert_policy_is_reported(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
+def test_chexpert_policy_is_reported(tmp_path, cache_dir, capsys):
     root = write_chexpert(tmp_path / "chexpert", patients=12)
     code, out, err = run_main(capsys, "data", "stats", "--data", "chexpert", "--data-dir",
                               str(root), "--option", "uncertainty=Edema=u-ones,u-zeros",
@@ -83,8 +81,7 @@ def test_chexpert_policy_is_reported(tmp_path, monkeypatch, capsys):
     assert masked > 0  # blanks masked by blank=ignore
 
 
-def test_medmnist_real_file_stats(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
+def test_medmnist_real_file_stats(tmp_path, cache_dir, capsys):
     path = shared_file("medmnist", "retinamnist.npz")
     code, out, err = run_main(capsys, "data", "stats", "--data", "medmnist", "--data-dir",
                               str(path), "--json")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from datasets_fixtures import NIH_FINDINGS, nih_rows, shared_file, write_nih
@@ -21,10 +19,8 @@ MINI_ROWS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("TFX_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+# Every test starts from an empty image cache (the cache_dir fixture of conftest.py).
+pytestmark = pytest.mark.usefixtures("cache_dir")
 
 
 def test_real_mini_table_header_quirk_and_findings():

@@ -9,16 +9,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
-from test_export_support import (
+from export_helpers import (
     SHARED_DATA,
+    FakeDatasets,
     chest_info,
     colour_png,
-    fake_registry,
     make_ckpt,
     retina_info,
     run_cli,
 )
+from registry_helpers import registry_with
+from sklearn.metrics import roc_auc_score
 
 from transfusion_cli.data.build import build_dataset
 from transfusion_cli.data.bundles import normalize
@@ -29,9 +30,8 @@ from transfusion_cli.models.checkpoint import build_model, file_sha256, load_che
 
 
 @pytest.fixture(autouse=True)
-def registry():
-    with fake_registry():
-        yield
+def registry(fake_registry):
+    fake_registry(FakeDatasets())
 
 
 def real_images(name: str, size: int, start: int, count: int) -> torch.Tensor:
@@ -71,8 +71,8 @@ def test_cbr_fp32_parity(tmp_path, arch, size):
     out_dims = model.graph.output[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in out_dims] == ["batch", 5]
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "model.export.json",
-                                                          "model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MODEL_CARD.md", "m.pt",
+                                                          "model.export.json", "model.onnx"]
     written = json.loads(report_path(out).read_text())
     assert written["settings"]["opset"] == 17 and written["settings"]["dynamic_batch"]
     assert written["sizes"]["fp32_bytes"] == out.stat().st_size
@@ -161,6 +161,19 @@ def test_int8_quantisation_reports_metric_size_latency(tmp_path):
     out = tmp_path / "model.onnx"
     report = export_checkpoint(ExportSettings(checkpoint=ckpt, out=out, quantize="int8",
                                               calibration_images=24, latency_runs=2))
+    # --out names the fp32 model; the int8 one goes beside it, and the report lists both.
+    int8_out = tmp_path / "model.int8.onnx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "MODEL_CARD.md", "m.pt", "model.export.json", "model.int8.onnx", "model.onnx"]
+    assert report["files"] == {"fp32": str(out), "int8": str(int8_out),
+                               "report": str(tmp_path / "model.export.json"),
+                               "model_card": str(tmp_path / "MODEL_CARD.md")}
+    fp32_model = onnx.load(str(out))
+    assert ModelMetadata.from_props({p.key: p.value for p in fp32_model.metadata_props}
+                                    ).precision == "fp32"
+    assert "QuantizeLinear" not in {n.op_type for n in fp32_model.graph.node}
+    assert report["sizes"]["fp32_bytes"] == out.stat().st_size
+    out = int8_out
     model = onnx.load(str(out))
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
@@ -195,9 +208,11 @@ def test_int8_quantisation_reports_metric_size_latency(tmp_path):
 
 def test_fp16_keeps_float32_io(tmp_path):
     ckpt = make_ckpt(tmp_path / "m.pt", "cbr-tiny", retina_info(32))
-    out = tmp_path / "half.onnx"
-    report = export_checkpoint(ExportSettings(checkpoint=ckpt, out=out, quantize="fp16",
+    fp32_out = tmp_path / "half.onnx"
+    report = export_checkpoint(ExportSettings(checkpoint=ckpt, out=fp32_out, quantize="fp16",
                                               latency_runs=1))
+    out = tmp_path / "half.fp16.onnx"
+    assert report["files"]["fp16"] == str(out) and fp32_out.is_file()
     model = onnx.load(str(out))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
@@ -207,7 +222,7 @@ def test_fp16_keeps_float32_io(tmp_path):
     assert report["parity"]["fp16"]["max_abs_diff"] < 1e-2
     logits, grades = val_logits(out, 32)
     assert report["metric"]["fp16"] == pytest.approx(referable_auc(logits, grades), abs=1e-9)
-    assert report_path(out).is_file()
+    assert report_path(fp32_out).is_file()
 
 
 def test_calibration_from_a_folder(tmp_path):
@@ -268,8 +283,11 @@ def test_cli_export_json_and_summary(tmp_path, capsys):
     assert report["metric"]["name"] == "mean_auc" and "int8" in report["metric"]
     assert report == json.loads(report_path(out).read_text().replace("NaN", "null"))
     assert "int8: calibrating" in stderr
-    code, stdout, stderr = run_cli(["export", str(ckpt), "--out", str(out)], capsys)
-    assert code == 0 and "onnxruntime fp32" in stdout and "wrote" in stdout
+    code, stdout, stderr = run_cli(["export", str(ckpt), "--out", str(out), "--quantize",
+                                    "int8", "--calibration-images", "16"], capsys)
+    assert code == 0 and "onnxruntime fp32" in stdout and "onnxruntime int8" in stdout
+    assert (f"wrote {out} (fp32), {out.with_suffix('.int8.onnx')} (int8) and the report "
+            f"{report_path(out)}") in stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -319,7 +337,7 @@ def test_real_retinamnist_export_with_int8(tmp_path, monkeypatch):
                                               latency_runs=1))
     assert report["parity"]["fp32"]["passed"]
     assert report["metric"]["name"] == "referable_auc" and report["metric"]["images"] == 10
-    logits, _ = val_logits_of(out, bundle)
+    logits, _ = val_logits_of(out.with_suffix(".int8.onnx"), bundle)
     grades = np.asarray(bundle.val.labels).reshape(-1)
     assert report["metric"]["int8"] == pytest.approx(referable_auc(logits, grades), abs=1e-9)
 
@@ -334,7 +352,7 @@ def registry_architectures() -> list[str]:
     """Every concrete registered architecture, plus one `timm/<name>` from the pattern."""
     from transfusion_cli.registry import get_registry
 
-    with fake_registry():
+    with registry_with(FakeDatasets()):
         names = [n for n in get_registry().names("architectures") if "*" not in n]
     return [*names, "timm/resnet18"]
 

@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from export_helpers import SHARED_DATA, fundus_png
 from PIL import Image
-from test_export_support import SHARED_DATA, fundus_png
 
 from transfusion_cli.cli import main
 from transfusion_cli.data.bundles import normalize
@@ -70,7 +70,7 @@ def test_fit_export_predict(tmp_path, monkeypatch, data):
                                text=True, timeout=120)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stderr.startswith("provider: ")
-    results = json.loads(predicted.stdout)
+    results = [json.loads(line) for line in predicted.stdout.splitlines()]  # JSON Lines
     expected = fitted_probabilities(best, images)
     names = checkpoint_dataset_info(load_checkpoint(best)).class_names
     for result, row in zip(results, expected, strict=True):

@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fit_helpers
 import pytest
 import torch
-from fit_helpers import TINY, fake_plugin_env, fake_registry, one_thread
+from fit_helpers import TINY, fake_plugin_env, one_thread
+from registry_helpers import registry_with
 
 from transfusion_cli.io import read_jsonl
 from transfusion_cli.models.checkpoint import build_model, load_checkpoint
@@ -50,7 +52,7 @@ def test_two_process_ddp_metrics_equal_single_process_evaluation(tmp_path):
     logged = records[-1]
     assert logged["val_examples"] == 25
 
-    with fake_registry(), one_thread():
+    with registry_with(fit_helpers), one_thread():
         config = resolve_config(run / "config.yaml")
         bundle = load_bundle(config)
         model = build_model(load_checkpoint(run / "checkpoints" / "last.pt"))

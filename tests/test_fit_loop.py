@@ -6,11 +6,13 @@ import json
 import math
 import re
 
+import fit_helpers
 import numpy as np
 import pytest
 import torch
 import yaml
-from fit_helpers import fake_registry, one_thread
+from fit_helpers import one_thread
+from registry_helpers import registry_with
 
 from transfusion_cli.errors import ConfigError, TrainingError
 from transfusion_cli.io import read_jsonl
@@ -24,7 +26,7 @@ TINY = {"arch": "cbr-tiny", "image_size": 32, "batch_size": 8,
 
 @pytest.fixture(autouse=True, scope="module")
 def fakes():
-    with fake_registry(), one_thread():
+    with registry_with(fit_helpers), one_thread():
         yield
 
 
@@ -42,7 +44,7 @@ def test_run_folder_metrics_and_checkpoints(tmp_path):
     result = fit(tiny(tmp_path), show_progress=False)
     run = result.run_dir
     assert {p.name for p in run.iterdir()} == {"config.yaml", "env.json", "metrics.jsonl",
-                                               "checkpoints", "split.json"}
+                                               "checkpoints", "split.json", ".tfx-fit.lock"}
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"init.pt", "last.pt", "best.pt"}
     records = read_jsonl(run / "metrics.jsonl")
     assert [r["step"] for r in records] == [4, 8]

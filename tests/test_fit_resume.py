@@ -7,21 +7,23 @@ import signal
 import subprocess
 import time
 
+import fit_helpers
 import pytest
 import torch
-from fit_helpers import TINY, fake_plugin_env, fake_registry, one_thread, run_tfx, tfx_command
+from fit_helpers import TINY, fake_plugin_env, one_thread, run_tfx, tfx_command
+from registry_helpers import registry_with
 
 from transfusion_cli.io import read_jsonl
 from transfusion_cli.models.checkpoint import load_checkpoint
 from transfusion_cli.train import fit, resolve_config
 
 # 6 steps per epoch (48 / 8); evaluations (and last.pt) every 5 steps, so resumes start
-# mid-epoch.
+# mid-epoch. Training images are augmented (seeded per image), which a resume must repeat.
 ARGS = ["fit", "--data", "fake-retina", *TINY, "--steps", "30", "--eval-every", "5",
-        "--workers", "0"]
+        "--workers", "0", "--augment", "fundus"]
 SAME_AS_ARGS = {"data": "fake-retina", "arch": "cbr-tiny", "image_size": 32, "batch_size": 8,
                 "options": {"n_train": "48", "n_val": "24"}, "steps": 30, "eval_every": 5,
-                "workers": 0}
+                "workers": 0, "augment": "fundus"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def reference(tmp_path_factory):
     """An uninterrupted run of the same config (in process: the same code and one thread, as
     in the subprocesses)."""
     root = tmp_path_factory.mktemp("reference")
-    with fake_registry(), one_thread():
+    with registry_with(fit_helpers), one_thread():
         fit(resolve_config(None, {**SAME_AS_ARGS, "out": str(root / "run")}),
             show_progress=False)
     return root / "run"

@@ -38,8 +38,12 @@ def test_wheel_ships_zoo_and_plugins(wheel):
     assert "cbr = tfx_plugins.architectures.cbr" in text
 
 
-def test_installed_wheel_finds_the_zoo(wheel, tmp_path):
-    """Install the wheel into a fresh venv (deps borrowed from this environment) and use it."""
+@pytest.fixture(scope="module")
+def installed_wheel(wheel, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """(python, its site-packages, environment) of a fresh venv with the wheel installed
+    non-editable; dependencies (torch, timm, ...) come from this environment, nothing is
+    downloaded."""
+    tmp_path = tmp_path_factory.mktemp("installed")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -52,6 +56,12 @@ def test_installed_wheel_finds_the_zoo(wheel, tmp_path):
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "zz_deps.pth").write_text("\n".join(deps) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return python, site, env
+
+
+def test_installed_wheel_finds_the_zoo(installed_wheel, tmp_path):
+    """The installed wheel (not this checkout) finds its zoo and its plugins."""
+    python, site, env = installed_wheel
     code = ("import transfusion_cli.models.zoo as z, json, sys;"
             "from transfusion_cli.registry import get_registry;"
             "print(json.dumps([str(z.zoo_path()), sorted(get_registry().names('architectures'))]))")
@@ -61,3 +71,48 @@ def test_installed_wheel_finds_the_zoo(wheel, tmp_path):
     path, names = __import__("json").loads(result.stdout)
     assert Path(path).is_relative_to(site)
     assert "cbr-tiny" in names and "resnet50" in names
+
+
+HELP_EVERY_COMMAND = """
+import json, sys
+import typer
+from typer.testing import CliRunner
+import transfusion_cli
+from transfusion_cli.cli import app
+
+def paths(command, prefix=()):
+    yield prefix
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from paths(sub, (*prefix, name))
+
+runner = CliRunner()
+results = {}
+for path in paths(typer.main.get_command(app)):
+    result = runner.invoke(app, [*path, "--help"], prog_name="tfx")
+    results[" ".join(path) or "tfx"] = [result.exit_code, result.output[:200]]
+print(json.dumps({"package": transfusion_cli.__file__, "help": results}))
+"""
+
+
+def test_installed_wheel_runs_every_command(installed_wheel, tmp_path):
+    """Issue 11 E: `--help` of every command, and a compare-inits plan on synthetic data, from
+    the installed wheel (a package left out of the wheel fails here)."""
+    python, site, env = installed_wheel
+    result = subprocess.run([str(python), "-c", HELP_EVERY_COMMAND], capture_output=True,
+                            text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = __import__("json").loads(result.stdout)
+    assert Path(report["package"]).is_relative_to(site)
+    helps = report["help"]
+    failed = {name: output for name, (code, output) in helps.items() if code != 0}
+    assert not failed, failed
+    assert {"fit", "predict", "export", "similarity", "filters", "compare-inits",
+            "data show"} <= set(helps)
+    out = tmp_path / "sweep"
+    plan = subprocess.run([str(python), "-m", "transfusion_cli", "compare-inits", "--data",
+                           "synthetic-retina", "--arch", "cbr-tiny", "--inits", "random",
+                           "--seeds", "1", "--image-size", "32", "--steps", "1", "--out",
+                           str(out), "--plan-only"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert (out / "plan.json").is_file() and "cbr-tiny" in plan.stdout + plan.stderr

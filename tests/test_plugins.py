@@ -129,7 +129,7 @@ def installed_example(tmp_path_factory) -> Path:
     return target
 
 
-def test_third_party_plugin_is_listed_and_usable(installed_example):
+def test_third_party_plugin_is_listed_and_usable(installed_example, third_party_plugins):
     plugins = json.loads(run_tfx("plugins", "--json", pythonpath=installed_example).stdout)
     example = next(p for p in plugins if p["name"] == "example")
     assert example["distribution"] == "tfx-example-plugin" and example["version"] == "0.3.0"
@@ -144,7 +144,7 @@ def test_third_party_plugin_is_listed_and_usable(installed_example):
     assert json.loads(usable.stdout)
 
 
-def test_third_party_plugin_trains(installed_example, tmp_path):
+def test_third_party_plugin_trains(installed_example, third_party_plugins, tmp_path):
     result = run_tfx("fit", "--data", "example-stripes", "--arch", "example-twoblock",
                      "--steps", "4", "--batch-size", "16", "--out", str(tmp_path / "run"),
                      "--json", pythonpath=installed_example)
@@ -162,7 +162,7 @@ def test_tfx_load_plugins_limits_third_party(installed_example):
     assert any(p["name"] == "example" for p in plugins)
 
 
-def test_broken_third_party_plugins_do_not_break_the_cli(tmp_path):
+def test_broken_third_party_plugins_do_not_break_the_cli(tmp_path, third_party_plugins):
     site = fake_distribution(
         tmp_path / "site", "tfx-broken-plugins",
         {"broken-import": "broken_import_mod", "misspelt": "misspelt_mod", "clash": "clash_mod"},

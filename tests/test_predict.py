@@ -15,19 +15,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from PIL import Image
-from test_export_support import (
+from export_helpers import (
     SHARED_DATA,
+    FakeDatasets,
     binary_info,
     chest_info,
     colour_png,
-    fake_registry,
     fundus_png,
     gray_png,
     make_ckpt,
     retina_info,
     run_cli,
 )
+from PIL import Image
+from registry_helpers import registry_with
 
 from transfusion_cli.data.bundles import normalize
 from transfusion_cli.data.preprocess import load_prepared
@@ -44,7 +45,7 @@ def models(tmp_path_factory):
     binary models, with their checkpoints, and some image files."""
     root = tmp_path_factory.mktemp("predict")
     made = {}
-    with fake_registry():
+    with registry_with(FakeDatasets()):
         for name, info, in_chans in (("retina", retina_info(32), 3), ("chest", chest_info(40), 3),
                                      ("binary", binary_info(32), 1)):
             ckpt = make_ckpt(root / f"{name}.pt", "cbr-tiny", info, in_chans=in_chans, seed=3)
@@ -124,6 +125,13 @@ def test_probabilities_agree_with_training_metrics():
                                    training_probabilities(logits, task), rtol=1e-12)
 
 
+def json_lines(text: str) -> list[dict]:
+    """`tfx predict --json` output: exactly one JSON object on each line."""
+    records = [json.loads(line) for line in text.splitlines()]
+    assert all(isinstance(r, dict) for r in records)
+    return records
+
+
 NO_TORCH_MODULE = """
 import json, sys
 from transfusion_cli.deploy.predict import OnnxClassifier
@@ -157,7 +165,7 @@ def test_predict_cli_never_imports_torch(models):
                           str(models["gray"][0])], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "TORCH_IMPORTED=False" in run.stderr
-    assert json.loads(run.stdout)[0]["image"] == str(models["gray"][0])
+    assert json_lines(run.stdout)[0]["image"] == str(models["gray"][0])
 
 
 @pytest.mark.skipif(shutil.which("tfx") is None, reason="the tfx console script is not installed")
@@ -172,7 +180,7 @@ def test_tfx_console_script_never_imports_torch(models):
                 if line.startswith("import time:")}
     assert "onnxruntime" in imported and "transfusion_cli.deploy.predict" in imported
     assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
-    assert json.loads(run.stdout)[0]["image"] == str(models["fundus"][0])
+    assert json_lines(run.stdout)[0]["image"] == str(models["fundus"][0])
 
 
 def test_bad_images_are_listed_and_the_rest_predicted(models, tmp_path, capsys):
@@ -186,7 +194,7 @@ def test_bad_images_are_listed_and_the_rest_predicted(models, tmp_path, capsys):
             str(missing), good[2], "--json", "--batch-size", "2"]
     code, stdout, stderr = run_cli(args, capsys)
     assert code == 1
-    results = json.loads(stdout)
+    results = json_lines(stdout)  # JSON Lines: one object per image, one per line
     assert [r["image"] for r in results] == args[2:8]  # input order kept across batches
     assert [("error" in r) for r in results] == [False, True, False, True, True, False]
     failures = [line for line in stderr.splitlines() if line.startswith("failed: ")]
@@ -207,7 +215,7 @@ def test_colour_image_for_a_grayscale_model_is_refused(models, capsys, tmp_path)
                                     "--json"], capsys)
     assert code == 1
     assert "photo.png is a colour (3-channel) image but the model expects grayscale" in stderr
-    assert "error" not in json.loads(stdout)[1]
+    assert "error" not in json_lines(stdout)[1]
 
 
 def test_not_an_onnx_file(models, tmp_path, capsys):

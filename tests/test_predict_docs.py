@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_export_support import (
+from export_helpers import (
+    FakeDatasets,
     chest_info,
-    fake_registry,
     fundus_png,
     gray_png,
     make_ckpt,
     retina_info,
 )
+from registry_helpers import registry_with
 
 from transfusion_cli.deploy.export import ExportSettings, export_checkpoint
 from transfusion_cli.deploy.predict import OnnxClassifier
@@ -35,7 +36,7 @@ def snippet() -> str:
 @pytest.mark.parametrize("kind", ["retina", "chest"])
 def test_documented_script_matches_tfx_predict(tmp_path, kind):
     info = retina_info(32) if kind == "retina" else chest_info(32)
-    with fake_registry():
+    with registry_with(FakeDatasets()):
         ckpt = make_ckpt(tmp_path / "m.pt", "cbr-tiny", info, in_chans=3, seed=1)
         model = tmp_path / "model.onnx"
         export_checkpoint(ExportSettings(checkpoint=ckpt, out=model, latency_runs=1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from transfusion_cli import __version__
+
 app = typer.Typer(
     name="tfx",
     help="Transfusion toolkit: what does ImageNet transfer really buy on your medical images?",
@@ -16,10 +18,26 @@ app = typer.Typer(
 DEBUG = {"enabled": False}
 
 
+def examples(*commands: str) -> str:
+    """A command's help epilog: an Examples heading, then one command (and comment) per line.
+
+    Rich markup; square brackets in a command must be escaped (``\\[``).
+    """
+    return "[bold]Examples[/bold]\n\n" + "\n\n".join(commands)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tfx {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    debug: bool = typer.Option(False, "--debug", envvar="TFX_DEBUG",
+                               help="Show full tracebacks on errors (anywhere on the line)."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the tfx version and exit."),
 ) -> None:
     """tfx: train, compare initialisations, analyse representations, export to ONNX."""
-    if debug:
-        DEBUG["enabled"] = True
+    DEBUG["enabled"] = debug

@@ -5,11 +5,30 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
-out = Console(soft_wrap=True, highlight=False)
+# Off a terminal (a pipe, a file) tables are drawn at their natural width: never cut or wrapped.
+UNLIMITED_WIDTH = 100_000
+
+
+class DataConsole(Console):
+    """The stdout console: the terminal's width on a terminal, unlimited when piped or
+    redirected, so every table printer shows full values wherever its output goes."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        return size if self.is_terminal else ConsoleDimensions(UNLIMITED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = DataConsole(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -27,6 +46,13 @@ def json_safe(value: Any) -> Any:
 def print_json(data: Any) -> None:
     """Print strict JSON (NaN/inf become null) to stdout."""
     sys.stdout.write(json.dumps(json_safe(data), indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_json_lines(records: Iterable[Any]) -> None:
+    """Print each record as one line of strict JSON (JSON Lines) to stdout."""
+    for record in records:
+        sys.stdout.write(json.dumps(json_safe(record), default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -38,10 +38,6 @@ class CheckpointError(TfxError):
     """A checkpoint that cannot be read or does not fit what was asked."""
 
 
-class PluginError(TfxError):
-    """A plugin that broke while loading or registering."""
-
-
 class ExportError(TfxError):
     """An export that failed or did not pass its checks."""
 

@@ -1,10 +1,13 @@
-"""Atomic file writing: temp file in the same folder, fsync, then rename."""
+"""Atomic file writing (temp file in the same folder, fsync, rename), tfx's temp names and
+the clean-up of those left by killed processes, and the writability check of output paths."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
+import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,30 +15,140 @@ from typing import Any
 
 import yaml
 
+from transfusion_cli.errors import TfxError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success it replaces ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder; give a file name to write.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(path.parent)
+        tmp_path = _new_temp_file(path)
+    except OSError as exc:
+        raise OutputPathError(f"Cannot write {path} ({exc.strerror}); choose a writable "
+                              "location.") from None
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# tfx's own temp names: ".tfx-<pid>-<random>.<target name>.tmp" (files) and
+# ".tfx-export-<pid>-<random>" (folders). The pid lets a later run remove the leftovers of a
+# killed process; nothing that does not match these patterns is ever removed.
+TEMP_PATTERN = re.compile(r"^\.tfx-(?:export-)?(\d+)-[0-9a-f]{8}(?:\..*\.tmp)?$", re.DOTALL)
+_cleaned: set[str] = set()
+
+
+def name_max(folder: Path) -> int:
+    """Longest file name (bytes) the file system of ``folder`` allows."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def temp_name(target: str, folder: Path, kind: str = "") -> str:
+    """A tfx temp name for ``target`` that fits the same name limit as ``target`` itself."""
+    prefix = f".tfx-{kind + '-' if kind else ''}{os.getpid()}-{secrets.token_hex(4)}"
+    if not target:
+        return prefix
+    room = name_max(folder) - len(prefix) - len(".") - len(".tmp")
+    short = target.encode()[:max(room, 0)].decode(errors="ignore")
+    return f"{prefix}.{short}.tmp"
+
+
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Raise OutputPathError unless ``path`` can be created or replaced (checked before any work
+    starts; probes the nearest existing folder with a temp file that is removed at once)."""
+    path = Path(path).expanduser()
+    for part in path.parts:
+        if len(part.encode()) > name_max(Path("/")):
+            raise OutputPathError(f"{flag} {path}: the name {part[:40]}... is "
+                                  f"{len(part.encode())} bytes, longer than the file system's "
+                                  f"limit of {name_max(Path('/'))}; choose a shorter name.")
+    existing = path if path.exists() else None
+    for parent in path.absolute().parents:
+        if existing is None and parent.exists():
+            existing = parent
+        if parent.exists() and not parent.is_dir():
+            raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder; choose "
+                                  "an output path inside a folder.")
+    folder = existing if existing.is_dir() else existing.parent
+    probe = folder / temp_name("probe", folder)
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"{flag} {path}: cannot write in {folder} ({exc.strerror}); choose "
+                              "a writable location.") from None
+
+
+class OutputPathError(TfxError):
+    """An output or cache path that cannot be written."""
+
+
+def _new_temp_file(path: Path) -> Path:
+    tmp = path.parent / temp_name(path.name, path.parent)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # usual mode (umask)
+    return tmp
+
+
+def make_temp_dir(parent: str | os.PathLike, kind: str) -> Path:
+    """A new hidden temp folder in ``parent`` named with tfx's pattern (``kind``: e.g. export)."""
+    parent = Path(parent)
+    clean_stale_temps(parent)
+    folder = parent / temp_name("", parent, kind)
+    folder.mkdir()
+    return folder
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove tfx temp files/folders in ``folder`` left by processes that no longer run
+    (once per folder and process); returns what was removed."""
+    folder = Path(folder)
+    key = str(folder.resolve()) if folder.exists() else str(folder)
+    if key in _cleaned:
+        return []
+    _cleaned.add(key)
+    removed = []
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".tfx-")]
+    except OSError:
+        return []
+    for entry in entries:
+        match = TEMP_PATTERN.match(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # another process removed it first, or no permission: leave it
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as md
 import os
 import traceback
@@ -56,9 +57,23 @@ def _entry_points() -> tuple[list[md.EntryPoint], list[md.EntryPoint]]:
     wanted = os.environ.get("TFX_LOAD_PLUGINS")
     if wanted is not None:
         allowed = {w.strip() for w in wanted.split(",") if w.strip()}
+        _warn_unknown_plugin_names(allowed, third)
         third = [ep for ep in third
                  if ep.name in allowed or (ep.dist is not None and ep.dist.name in allowed)]
     return builtin, third
+
+
+def _warn_unknown_plugin_names(allowed: set[str], third: list[md.EntryPoint]) -> None:
+    """A warning (with did-you-mean) for each TFX_LOAD_PLUGINS name no installed plugin has."""
+    from transfusion_cli.console import warn
+
+    known = sorted({ep.name for ep in third} | {ep.dist.name for ep in third if ep.dist})
+    for name in sorted(allowed - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        listed = ", ".join(known) if known else "none"
+        warn(f"TFX_LOAD_PLUGINS names '{name}', but no installed plugin has that name.{hint} "
+             f"Third-party plugins installed: {listed}.")
 
 
 def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
@@ -102,7 +117,7 @@ def register_plugin(pm: pluggy.PluginManager, registry: Registry, info: PluginIn
 
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 info.error = f"{type(exc).__name__} in {hook_name}: {exc}"
                 info.warnings.append(traceback.format_exc(limit=3))
                 for k, names in info.registered.items():
@@ -125,7 +140,7 @@ def load_registry(extra_plugins: list[tuple[str, object]] | None = None) -> Regi
             info = PluginInfo(ep.name, ep.value, dist, version, is_builtin)
             try:
                 module = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() at import must not end tfx
                 info.error = f"{type(exc).__name__} while importing {ep.value}: {exc}"
                 registry.plugins.append(info)
                 continue

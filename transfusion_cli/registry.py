@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.errors import TfxError, UnknownNameError
+from transfusion_cli.errors import ConfigError, TfxError, UnknownNameError
 
 KINDS = ("datasets", "architectures", "inits", "metrics")
 
@@ -40,6 +40,9 @@ class DatasetSpec:
     description: str = ""
     default_image_size: int = 224
     needs_data_dir: bool = False
+    # Training augmentation when --augment is not given (train/augment.py: none, light, flip,
+    # fundus); the dataset plugin chooses it.
+    default_augment: str = "none"
     # Dataset-specific options (``--option key=value``): name -> one-line help.
     options: dict[str, str] = field(default_factory=dict)
 
@@ -48,13 +51,38 @@ class DatasetSpec:
 class InitSpec:
     """An initialisation: ``apply(model, InitContext) -> report dict``.
 
-    ``takes_argument``: used as ``name:ARG`` (``transfusion:2``, ``checkpoint:PATH``).
+    ``takes_argument``: used as ``name:ARG`` (``transfusion:2``, ``checkpoint:PATH``), with
+    ``argument_name`` (``K``, ``PATH``) shown in messages. ``needs_weights``: reads pretrained
+    weights (``--weights FILE`` or the architecture's public ones, ``ArchitectureSpec.pretrained``).
+    ``check_argument(argument, ArchitectureSpec) -> str | None``: validates the argument before
+    any training starts (raising a TfxError with the fix) and may return a normalised form
+    (e.g. an absolute path); ``tfx compare-inits`` calls it through ``check``.
+    ``full_transfer``: copies every pretrained feature, so it plays "transfer" against
+    ``random`` in the paper's comparisons (``tfx figures``).
     """
 
     name: str
     apply: Callable[..., dict]
     description: str = ""
     takes_argument: bool = False
+    argument_name: str = "ARG"
+    needs_weights: bool = False
+    check_argument: Callable[[str, ArchitectureSpec], str | None] | None = None
+    full_transfer: bool = False
+
+    def check(self, argument: str | None, arch: ArchitectureSpec) -> str:
+        """The init as ``name`` or ``name:ARGUMENT`` (normalised), or a ConfigError with the fix."""
+        if self.takes_argument and not argument:
+            raise ConfigError(f"Init '{self.name}' needs an argument: write "
+                              f"{self.name}:{self.argument_name} (`tfx list inits`).")
+        if argument is not None and not self.takes_argument:
+            raise ConfigError(f"Init '{self.name}' takes no argument; write '{self.name}', not "
+                              f"'{self.name}:{argument}'.")
+        if argument is None:
+            return self.name
+        if self.check_argument is not None:
+            argument = self.check_argument(argument, arch) or argument
+        return f"{self.name}:{argument}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,11 @@ class MetricSpec:
     description: str = ""
     from_moments: Callable[[Any], Any] | None = None
     accumulator: Callable[[], Any] | None = None
+    # Undefined unless there are more data points than neurons (CCA and its variants): tfx
+    # fails before the pass when they are fewer, and warns below 10 points per neuron.
+    needs_more_points_than_neurons: bool = False
+    # from_moments reads the per-point row-norm sums (debiased CKA); off saves their cost.
+    needs_row_norms: bool = True
 
 
 SPEC_TYPES = {

@@ -9,7 +9,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from transfusion_cli.api import ArchitectureSpec, hookimpl, load_zoo
+from transfusion_cli.api import ArchitectureSpec, ConfigError, hookimpl, load_zoo
 
 
 class CBRNet(nn.Module):
@@ -67,15 +67,27 @@ def build_cbr(name: str, num_classes: int = 5, in_chans: int = 3) -> CBRNet:
     return CBRNet(entry["channels"], entry["pools"], entry["kernel"], num_classes, in_chans)
 
 
+FAMILY = "cbr"
+
+
+def check_entry(name: str, entry: dict) -> None:
+    """A zoo entry of this family is complete: kernel, and channels and pools of equal length."""
+    channels, pools = entry.get("channels"), entry.get("pools")
+    if not channels or len(channels) != len(pools or []) or "kernel" not in entry:
+        raise ConfigError(f"model_zoo.yaml: CBR entry '{name}' needs kernel, and channels and "
+                          "pools of equal length.")
+
+
 @hookimpl
 def tfx_register_architectures(register):
     for name, entry in load_zoo().items():
-        if entry["family"] != "cbr":
+        if entry["family"] != FAMILY:
             continue
+        check_entry(name, entry)
         register(ArchitectureSpec(
             name=name,
             build=partial(build_cbr, name),
             description=entry.get("description", ""),
-            family="cbr",
+            family=FAMILY,
             default_image_size=entry.get("default_image_size", 224),
         ))

@@ -1,25 +1,62 @@
-"""ResNet50, Inception-v3 and any timm model (as `timm/<name>`), built through timm."""
+"""ResNet50, Inception-v3, ResNet50-Slim and any timm model (as `timm/<name>`), built through timm.
+
+Initialisation scheme: timm zero-initialises the last BatchNorm scale of every residual block
+(``zero_init_last=True``); the paper's TF-Slim ResNets do not, so tfx builds every timm model
+that has the option with ``zero_init_last=False``. A ``model_zoo.yaml`` entry asks otherwise
+with ``zero_init_last: true``. The scheme travels with the model as ``tfx_init_scheme`` (the
+run's env.json records it) and ``tfx_init_kwargs`` (what the ``random`` init re-applies).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections import OrderedDict
 from functools import partial
 
 from torch import nn
 
-from transfusion_cli.api import ArchitectureSpec, UnknownNameError, hookimpl, load_zoo
+from transfusion_cli.api import (
+    ArchitectureSpec,
+    ConfigError,
+    UnknownNameError,
+    hookimpl,
+    load_zoo,
+)
 
+FAMILY = "timm"
 STAGE_CONTAINERS = ("stages", "blocks", "layers", "features")
 
 
 def build_timm(timm_name: str, blocks: dict | None, num_classes: int = 5, in_chans: int = 3,
+               *, zero_init_last: bool = False, pretrained_from: dict | None = None,
                **kwargs) -> nn.Module:
-    """``timm.create_model`` (no download) with the ordered blocks attached as ``tfx_blocks``."""
+    """``timm.create_model`` (no download) with the ordered blocks attached as ``tfx_blocks``.
+
+    ``kwargs`` go to the timm model (e.g. ``channels`` for a ResNet); ``pretrained_from``
+    (``{"arch": NAME, "blocks": [...]}``) says that the pretrained weights of these blocks come
+    from architecture NAME, whose blocks of the same names have the same tensors.
+    """
     import timm
 
-    model = timm.create_model(timm_name, pretrained=False, num_classes=num_classes,
-                              in_chans=in_chans, **kwargs)
+    options = dict(kwargs, num_classes=num_classes, in_chans=in_chans)
+    try:
+        model = timm.create_model(timm_name, pretrained=False, zero_init_last=zero_init_last,
+                                  **options)
+        scheme: dict = {"zero_init_last": zero_init_last}
+    except TypeError as exc:  # a timm model without the option
+        if "zero_init_last" not in str(exc):
+            raise
+        model = timm.create_model(timm_name, pretrained=False, **options)
+        scheme = {"zero_init_last": None}
+    init_weights = getattr(model, "init_weights", None)
+    accepts = init_weights is not None and \
+        "zero_init_last" in inspect.signature(init_weights).parameters
+    model.tfx_init_kwargs = {"zero_init_last": zero_init_last} if accepts else {}
+    model.tfx_init_scheme = {"builder": "timm", "timm_name": timm_name, **scheme}
+    if pretrained_from:
+        model.tfx_pretrained_from = {"arch": pretrained_from["arch"],
+                                     "blocks": list(pretrained_from["blocks"])}
     model.tfx_blocks = OrderedDict(
         (name, tuple(modules)) for name, modules in (blocks or generic_blocks(model)).items())
     return model
@@ -65,20 +102,30 @@ def resolve_timm(pattern_spec: ArchitectureSpec, model_name: str) -> Architectur
         description=f"timm model {model_name}")
 
 
+def check_entry(name: str, entry: dict) -> None:
+    """A zoo entry of this family names its timm model and its ordered blocks."""
+    if "timm_name" not in entry or not entry.get("blocks"):
+        raise ConfigError(f"model_zoo.yaml: timm entry '{name}' needs timm_name and blocks.")
+
+
 @hookimpl
 def tfx_register_architectures(register):
     for name, entry in load_zoo().items():
-        if entry["family"] != "timm":
+        if entry["family"] != FAMILY:
             continue
+        check_entry(name, entry)
         register(ArchitectureSpec(
             name=name,
-            build=partial(build_timm, entry["timm_name"], entry["blocks"]),
+            build=partial(build_timm, entry["timm_name"], entry["blocks"],
+                          zero_init_last=bool(entry.get("zero_init_last", False)),
+                          pretrained_from=entry.get("pretrained_from"),
+                          **(entry.get("timm_kwargs") or {})),
             description=entry.get("description", ""),
-            family="timm",
+            family=FAMILY,
             default_image_size=entry.get("default_image_size", 224),
             pretrained=entry.get("pretrained"),
         ))
     pattern = ArchitectureSpec(
-        name="timm/*", build=build_timm, family="timm",
+        name="timm/*", build=build_timm, family=FAMILY,
         description="any timm model, e.g. timm/resnet18 (see timm.list_models())")
     register(dataclasses.replace(pattern, resolve=partial(resolve_timm, pattern)))

@@ -228,4 +228,5 @@ def build(options: DatasetOptions) -> DatasetBundle:
 def tfx_register_datasets(register):
     register(DatasetSpec(
         NAME, build, "CheXpert chest X-rays, multi-label findings (paper: 5), uncertainty "
-        "policies", default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True, options=OPTIONS))
+        "policies", default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True, options=OPTIONS,
+        default_augment="light"))

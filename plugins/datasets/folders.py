@@ -7,6 +7,7 @@ CSV has a patient column).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from transfusion_cli.api import (
     keep_existing,
     normalisation,
     read_table,
+    reject_duplicates,
     require_data_dir,
     split_manifest,
     stratum_keys,
@@ -72,8 +74,8 @@ def detect_channels(paths: list[Path], wanted: str) -> int:
             with Image.open(path) as image:
                 return 1 if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L",
                                            "F") else 3
-        except OSError:
-            return 3  # unreadable: the cache reports it by name
+        except (OSError, Image.DecompressionBombError):
+            return 3  # unreadable or too large: the cache reports it by name
     return 3
 
 
@@ -128,14 +130,24 @@ def make_info(name: str, task: str, classes: tuple[str, ...], channels: int, ima
 
 # ---------------------------------------------------------------- image-folder
 
-def folder_images(root: Path) -> dict[str, list[Path]]:
-    """Class name -> image files under root/<class>/ (searched recursively)."""
+def folder_images(root: Path, allow_empty: bool = True) -> dict[str, list[Path]]:
+    """Class name -> image files under root/<class>/ (searched recursively); an empty class
+    folder is skipped, or an error when ``allow_empty`` is false (a class with no examples
+    cannot be learned, and dropping it would silently renumber the classes)."""
     classes: dict[str, list[Path]] = {}
+    empty: list[Path] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in folder.rglob("*")
                        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if files:
             classes[folder.name] = files
+        else:
+            empty.append(folder)
+    if empty and classes and not allow_empty:
+        folder = empty[0]
+        raise DataError(f"Class folder {folder}/ holds no images ({', '.join(IMAGE_SUFFIXES)}), "
+                        f"so class '{folder.name}' cannot be learned; add its images, or remove "
+                        "the folder (or hide it by starting its name with '.').")
     return classes
 
 
@@ -156,7 +168,8 @@ def build_image_folder(options: DatasetOptions) -> DatasetBundle:
         raise DataError(f"{root} has {', '.join(p.name + '/' for p in given.values())} but no "
                         "train/; add train/<class>/ images.")
     roots = given or {"train": root}
-    found = {split: folder_images(folder) for split, folder in roots.items()}
+    found = {split: folder_images(folder, allow_empty=split != "train")
+             for split, folder in roots.items()}
     if not found["train"]:
         raise DataError(f"{roots['train']} has no class folders with images; expected "
                         f"{roots['train']}/<class>/*.png (or .jpg, .dcm, ...).")
@@ -295,6 +308,7 @@ def build_csv(options: DatasetOptions) -> DatasetBundle:
     for row, value in enumerate(raw_paths):
         if not value:
             raise DataError(f"{table.where(row, path_column)} is blank; every row needs an image.")
+    reject_duplicates(table, path_column, [Path(os.path.normpath(p)) for p in paths])
     if label_columns:
         labels = multilabel_labels(table, label_columns)
         task, class_names = "multilabel", tuple(label_columns)
@@ -350,8 +364,8 @@ def tfx_register_datasets(register):
     register(DatasetSpec(
         "image-folder", build_image_folder, "your images, one folder per class "
         "(root/<class>/*.png), optional train/ val/ test/", default_image_size=DEFAULT_IMAGE_SIZE,
-        needs_data_dir=True, options=FOLDER_OPTIONS))
+        needs_data_dir=True, options=FOLDER_OPTIONS, default_augment="light"))
     register(DatasetSpec(
         "csv", build_csv, "your images listed in a CSV: a path column and a class column "
         "or several 0/1 columns", default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True,
-        options=CSV_OPTIONS))
+        options=CSV_OPTIONS, default_augment="light"))

@@ -8,6 +8,7 @@ their class names, and RetinaMNIST, graded 0-4 like the paper's Retina, the refe
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from transfusion_cli.api import (
     check_splits,
     hookimpl,
     normalisation,
-    npz_member_shape,
+    npz_member_header,
 )
 
 NAME = "medmnist"
@@ -140,24 +141,61 @@ def check_labels(path: Path, split: str, values: np.ndarray, task: str,
     return values.astype(np.float32)
 
 
+def read_labels(path: Path) -> dict[str, np.ndarray]:
+    """The three ``<split>_labels`` arrays; any unreadable file or member is a DataError."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); download the MedMNIST .npz file again.")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        raise DataError(f"Cannot read {path} as an .npz file: it is not a zip archive (a text "
+                        "file, or an incomplete download?); expected a MedMNIST .npz file.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            wanted = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
+            missing = [key for key in wanted if key not in npz.files]
+            if missing:
+                raise DataError(f"{path} has no {', '.join(missing)} (it has: "
+                                f"{', '.join(npz.files)}); expected a MedMNIST file with "
+                                "train/val/test _images and _labels.")
+            labels = {s: np.asarray(npz[f"{s}_labels"]) for s in SPLITS}
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise DataError(f"{path} holds arrays of Python objects, not numbers; tfx does not "
+                            "load those (they could run code). Expected a MedMNIST .npz file."
+                            ) from None
+        raise DataError(f"Cannot read {path} as an .npz file ({exc}); is it a complete "
+                        "MedMNIST download?") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(f"Cannot read {path} as an .npz file ({type(exc).__name__}: "
+                        f"{exc or 'truncated'}); is it a complete MedMNIST download?") from None
+    for split, values in labels.items():
+        if values.dtype.kind not in "biuf":
+            raise DataError(f"{path}: {split}_labels holds {values.dtype} values; MedMNIST "
+                            "labels are integers.")
+        if values.dtype.kind == "f":
+            bad = np.flatnonzero(~np.isfinite(values).all(axis=tuple(range(1, values.ndim))))
+            if len(bad):
+                raise DataError(f"{path}: {split}_labels[{int(bad[0])}] is not a number "
+                                f"({len(bad)} such rows); every MedMNIST label must be 0 or a "
+                                "positive integer.")
+    return labels
+
+
 def build(options: DatasetOptions) -> DatasetBundle:
     """Read the npz, infer the task, and return the three official splits (cached at size)."""
     reader = OptionReader(NAME, options.extra)
     path = locate(options.data_dir, reader.text("subset", None))
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read {path} as an .npz file ({exc}); is it a complete "
-                        "MedMNIST download?") from exc
-    with npz:
-        wanted = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
-        missing = [key for key in wanted if key not in npz.files]
-        if missing:
-            raise DataError(f"{path} has no {', '.join(missing)} (it has: "
-                            f"{', '.join(npz.files)}); expected a MedMNIST file with "
-                            "train/val/test _images and _labels.")
-        labels = {s: np.asarray(npz[f"{s}_labels"]) for s in SPLITS}
-    members = {s: npz_member_shape(path, f"{s}_images") for s in SPLITS}
+    labels = read_labels(path)
+    headers = {s: npz_member_header(path, f"{s}_images") for s in SPLITS}
+    for split, (_, dtype) in headers.items():
+        if dtype != np.uint8:
+            raise DataError(f"{path}: {split}_images holds {dtype} values; MedMNIST images are "
+                            "uint8 (0-255). Convert them, e.g. (x * 255).round().astype('uint8') "
+                            "for floats in 0-1.")
+    members = {s: headers[s][0] for s in SPLITS}
     shapes = {s: _image_shape(path, s, members[s]) for s in SPLITS}
     if len(set(shapes.values())) != 1:
         raise DataError(f"{path}: the splits hold images of different shapes {shapes}.")
@@ -205,4 +243,5 @@ def _image_shape(path: Path, split: str, shape: tuple[int, ...]) -> tuple[int, i
 def tfx_register_datasets(register):
     register(DatasetSpec(
         NAME, build, "any MedMNIST / MedMNIST+ 2D .npz file (e.g. retinamnist, pneumoniamnist)",
-        default_image_size=None, needs_data_dir=True, options=OPTIONS))
+        default_image_size=None, needs_data_dir=True, options=OPTIONS,
+        default_augment="light"))

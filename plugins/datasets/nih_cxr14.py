@@ -167,4 +167,5 @@ def build(options: DatasetOptions) -> DatasetBundle:
 def tfx_register_datasets(register):
     register(DatasetSpec(
         NAME, build, "NIH ChestX-ray14 chest X-rays, 14 findings, multi-label",
-        default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True, options=OPTIONS))
+        default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True, options=OPTIONS,
+        default_augment="light"))

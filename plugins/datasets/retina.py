@@ -28,6 +28,7 @@ from transfusion_cli.api import (
     keep_existing,
     normalisation,
     read_table,
+    reject_duplicates,
     require_data_dir,
     split_manifest,
 )
@@ -123,12 +124,7 @@ def read_labelled(data_dir: Path, layout: Layout, skip_bad_images: bool
           f"{layout.id_column},{layout.grade_column}"
     ids = table.column(layout.id_column, fix=fix)
     grades = parse_grades(table, layout.grade_column, fix)
-    seen: dict[str, int] = {}
-    for row, image_id in enumerate(ids):
-        if image_id in seen:
-            raise DataError(f"{table.where(row, layout.id_column)}: image {image_id!r} is listed "
-                            f"twice (first on line {table.lines[seen[image_id]]}); remove one.")
-        seen[image_id] = row
+    reject_duplicates(table, layout.id_column)
     folder = data_dir / layout.image_folder
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist; the {layout.name} layout keeps its images in "
@@ -183,9 +179,13 @@ def build(options: DatasetOptions) -> DatasetBundle:
         image_size=options.image_size or DEFAULT_IMAGE_SIZE, mean=mean, std=std,
         referable_threshold=REFERABLE_GRADE, selection_metric="referable_auc",
         fundus_crop=crop, options=reader.resolved)
-    return file_bundle(info, splits, options.skip_bad_images,
-                       "use more images, or change the split with --option val_fraction=F, "
-                       "--option test_fraction=F or another --data-seed", manifest)
+    bundle = file_bundle(info, splits, options.skip_bad_images,
+                         "use more images, or change the split with --option val_fraction=F, "
+                         "--option test_fraction=F or another --data-seed", manifest)
+    for split in (bundle.train, bundle.val, bundle.test):
+        if split is not None:  # patient id per image: `tfx evaluate` resamples patients
+            split.groups = [patient_of(image_id, layout) for image_id in split.ids]
+    return bundle
 
 
 @hookimpl
@@ -193,4 +193,4 @@ def tfx_register_datasets(register):
     register(DatasetSpec(
         NAME, build, "diabetic retinopathy grades 0-4 (EyePACS / APTOS 2019 fundus photos), "
         "referable DR AUC", default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True,
-        options=OPTIONS))
+        options=OPTIONS, default_augment="fundus"))

@@ -7,16 +7,22 @@ Every init returns a report with ``loaded`` (target tensors copied from a source
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from transfusion_cli.api import (
+    ArchitectureSpec,
+    CheckpointError,
     ConfigError,
     InitContext,
     InitSpec,
     SourceWeights,
     TfxError,
     copy_into,
+    get,
     hookimpl,
     input_conv_names,
     load_source,
@@ -34,7 +40,7 @@ def reset_module_parameters(model: nn.Module) -> None:
         if module is not model and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     if hasattr(model, "init_weights"):  # timm models re-apply their own scheme on top
-        model.init_weights()
+        model.init_weights(**getattr(model, "tfx_init_kwargs", {}))
 
 
 def apply_random(model: nn.Module, context: InitContext) -> dict:
@@ -58,6 +64,40 @@ def reset_batchnorm_statistics(model: nn.Module) -> list[str]:
     return keys
 
 
+def pretrained_source(model: nn.Module, context: InitContext) -> SourceWeights:
+    """The pretrained weights for ``model``: its own, or for a model that declares
+    ``tfx_pretrained_from`` (e.g. resnet50-slim), the named blocks of that architecture's
+    weights, loaded into it and copied over by key (the rest stays random)."""
+    mapping = getattr(model, "tfx_pretrained_from", None)
+    if not mapping:
+        return load_source(model, context, context.weights)
+    donor_spec = get("architectures", mapping["arch"])
+    donor = donor_spec.build(num_classes=context.num_classes, in_chans=context.in_chans)
+    source = load_source(donor, dataclasses.replace(context, arch=donor_spec), context.weights)
+    own = model.state_dict()
+    donor_blocks, own_blocks = state_keys_by_block(donor), state_keys_by_block(model)
+    wanted = [key for block in mapping["blocks"] for key in own_blocks[block]]
+    available = {key for block in mapping["blocks"] for key in donor_blocks[block]}
+    keep = [key for key in wanted if key in available and key in source.state]
+    misfit = [key for key in keep if source.state[key].shape != own[key].shape]
+    lacking = [key for key in wanted if key not in keep and
+               not key.endswith("num_batches_tracked")]
+    if misfit or lacking:
+        example = (misfit or lacking)[0]
+        raise CheckpointError(f"'{context.arch.name}' takes blocks {', '.join(mapping['blocks'])} "
+                              f"from '{mapping['arch']}', but {example} does not fit; the "
+                              "architectures' blocks differ.")
+    kept = set(keep)
+    return SourceWeights(
+        state={key: source.state[key] for key in keep},
+        source={**source.source, "via_arch": mapping["arch"], "blocks": list(mapping["blocks"])},
+        loaded=keep,
+        adapted=[key for key in source.adapted if key in kept],
+        reinitialised=[key for key in own if key not in kept],
+        skipped=list(source.skipped) + [key for key in source.loaded if key not in kept],
+    )
+
+
 def _report(source: SourceWeights, model: nn.Module, loaded: list[str], **extra) -> dict:
     """Report for a model whose ``loaded`` keys came from ``source`` and the rest is random."""
     loaded_set = set(loaded)
@@ -75,7 +115,7 @@ def _report(source: SourceWeights, model: nn.Module, loaded: list[str], **extra)
 def apply_imagenet(model: nn.Module, context: InitContext) -> dict:
     """Pretrained weights everywhere they fit; head re-initialised when the classes differ."""
     apply_random(model, context)
-    source = load_source(model, context, context.weights)
+    source = pretrained_source(model, context)
     copy_into(model, source.state, source.loaded)
     return _report(source, model, source.loaded)
 
@@ -96,7 +136,7 @@ def apply_mean_var(model: nn.Module, context: InitContext) -> dict:
     """Each pretrained parameter tensor replaced by iid normal draws with its mean and
     variance; BatchNorm running statistics reset. Keeps the scaling, destroys the features."""
     apply_random(model, context)
-    source = load_source(model, context, context.weights)
+    source = pretrained_source(model, context)
     parameters = dict(model.named_parameters())
     generator = torch.Generator().manual_seed(10_007 * context.seed + 1)
     resampled = []
@@ -130,8 +170,15 @@ def apply_transfusion(model: nn.Module, context: InitContext) -> dict:
         blocks = resolve_block_prefix(model, context.argument.strip())
     except TfxError as exc:
         raise ConfigError(f"transfusion:{context.argument}: {exc}") from exc
+    mapping = getattr(model, "tfx_pretrained_from", None)
+    beyond = [b for b in blocks if mapping and b not in mapping["blocks"]]
+    if beyond:
+        raise ConfigError(f"transfusion:{context.argument}: '{context.arch.name}' has "
+                          f"pretrained weights only for {', '.join(mapping['blocks'])} (from "
+                          f"{mapping['arch']}), not {', '.join(beyond)}; copy up to "
+                          f"transfusion:{mapping['blocks'][-1]} at most.")
     apply_random(model, context)
-    source = load_source(model, context, context.weights)
+    source = pretrained_source(model, context)
     by_block = state_keys_by_block(model)
     wanted = {key for block in blocks for key in by_block[block]}
     loaded = [key for key in source.loaded if key in wanted]
@@ -163,9 +210,33 @@ def apply_gabor(model: nn.Module, context: InitContext) -> dict:
         "skipped": [],
         "synthetic": [key],
         "source": {"kind": "gabor"},
-        "gabor": [{"channel": p.channel, "theta": p.theta, "wavelength": p.wavelength,
-                   "phase": p.phase} for p in params],
+        "gabor": [{"band": p.band, "theta": p.theta, "wavelength": p.wavelength,
+                   "phase": p.phase, "sigma": p.sigma} for p in params],
     }
+
+
+def check_checkpoint_path(argument: str, arch: ArchitectureSpec) -> str:
+    """``checkpoint:PATH`` names an existing file; returns its absolute path."""
+    path = Path(argument).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint:{argument}: checkpoint {path} does not exist; pass "
+                              "the path of a tfx checkpoint (RUN/checkpoints/best.pt).")
+    return str(path.resolve())
+
+
+def check_transfusion_blocks(argument: str, arch: ArchitectureSpec) -> None:
+    """``transfusion:K`` names blocks that ``arch`` has."""
+    model = arch.build(num_classes=2, in_chans=3)
+    try:
+        blocks = resolve_block_prefix(model, argument.strip())
+    except TfxError as exc:
+        raise ConfigError(f"transfusion:{argument} on '{arch.name}': {exc}") from exc
+    mapping = getattr(model, "tfx_pretrained_from", None)
+    beyond = [b for b in blocks if mapping and b not in mapping["blocks"]]
+    if beyond:
+        raise ConfigError(f"transfusion:{argument} on '{arch.name}': it has pretrained weights "
+                          f"only for {', '.join(mapping['blocks'])} (from {mapping['arch']}); "
+                          f"copy up to transfusion:{mapping['blocks'][-1]} at most.")
 
 
 @hookimpl
@@ -175,17 +246,20 @@ def tfx_register_inits(register):
                       "for timm models), seeded"))
     register(InitSpec("imagenet", apply_imagenet,
                       "pretrained weights (timm download, or --weights FILE: timm weights or a "
-                      "tfx checkpoint); head re-initialised, input conv adapted"))
+                      "tfx checkpoint); head re-initialised, input conv adapted",
+                      needs_weights=True, full_transfer=True))
     register(InitSpec("mean-var", apply_mean_var,
                       "iid normal with each pretrained tensor's mean and variance (same sources "
-                      "as imagenet); BN statistics reset"))
+                      "as imagenet); BN statistics reset", needs_weights=True))
     register(InitSpec("transfusion", apply_transfusion,
                       "pretrained weights for the lowest blocks up to K (transfusion:stem, "
-                      "transfusion:2), random above", takes_argument=True))
+                      "transfusion:2), random above", takes_argument=True, argument_name="K",
+                      needs_weights=True, check_argument=check_transfusion_blocks))
     register(InitSpec("checkpoint", apply_checkpoint,
                       "all weights of a tfx checkpoint of the same architecture "
                       "(checkpoint:PATH); head re-initialised when classes differ",
-                      takes_argument=True))
+                      takes_argument=True, argument_name="PATH", full_transfer=True,
+                      check_argument=check_checkpoint_path))
     register(InitSpec("gabor", apply_gabor,
-                      "synthetic Gabor filters (orientations x frequencies x phases, per colour "
-                      "channel) in the input conv, the rest random"))
+                      "synthetic Gabor filters in the input conv (grayscale, repeated across the "
+                      "input channels; low- and high-frequency halves), the rest random"))

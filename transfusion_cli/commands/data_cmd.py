@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
-from transfusion_cli.app import app
+from transfusion_cli.app import app, examples
 from transfusion_cli.console import info, out, print_json
+from transfusion_cli.data.stats import SPLITS
 
 data_app = typer.Typer(help="Look at a dataset: contact sheet and label statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-SPLITS = ("train", "val", "test")
-
-
-class Split(StrEnum):
-    """A dataset split."""
-
-    train = "train"
-    val = "val"
-    test = "test"
-
 
 DATA = typer.Option(..., "--data", help="Dataset name (see `tfx list datasets`).")
 DATA_DIR = typer.Option(None, "--data-dir", help="Folder with the dataset's files.")
 OPTIONS = typer.Option([], "--option", metavar="KEY=VALUE",
                        help="Dataset option, repeatable (e.g. uncertainty=u-ones).")
 DATA_SEED = typer.Option(0, "--data-seed", help="Data seed (synthetic content, patient split).")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="Image size in pixels (default: the "
-                          "dataset's).")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="Image size in pixels.",
+                          show_default="the dataset's")
 
 
 def load_bundle(data: str, data_dir: Path | None, option: list[str], data_seed: int,
@@ -44,11 +33,13 @@ def load_bundle(data: str, data_dir: Path | None, option: list[str], data_seed: 
                          options=parse_option_pairs(option))
 
 
-@data_app.command("show")
+@data_app.command("show", epilog=examples(
+    "tfx data show --data synthetic-retina -o sheet.png",
+    "tfx data show --data chexpert --data-dir /data/CheXpert --split val -o val.png"))
 def show_command(
     data: str = DATA,
-    out_path: Path = typer.Option(..., "--out", help="PNG file to write."),
-    split: Split = typer.Option(Split.train, "--split", help="Which split to show."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    split: Literal[SPLITS] = typer.Option("train", "--split", help="Which split to show."),
     per_class: int = typer.Option(8, "--per-class", min=1, max=64,
                                   help="Examples per row (class or label)."),
     data_dir: Path | None = DATA_DIR,
@@ -57,62 +48,21 @@ def show_command(
     image_size: int | None = IMAGE_SIZE,
 ) -> None:
     """Write a contact sheet: a row of examples per class (per label for multi-label data)."""
+    from transfusion_cli.data.build import resolve_data_dir
     from transfusion_cli.data.contact_sheet import contact_sheet, write_contact_sheet
+    from transfusion_cli.outputs import refuse_overwriting_inputs
 
+    refuse_overwriting_inputs({"--out": out_path}, data_dirs=[resolve_data_dir(data, data_dir)])
     bundle = load_bundle(data, data_dir, option, data_seed, image_size)
-    sheet = contact_sheet(bundle, split.value, per_class, seed=data_seed)
+    sheet = contact_sheet(bundle, split, per_class, seed=data_seed)
     path = write_contact_sheet(out_path, sheet)
-    info(f"Wrote a {sheet.width}x{sheet.height} contact sheet of {data} ({split.value}).")
+    info(f"Wrote a {sheet.width}x{sheet.height} contact sheet of {data} ({split}).")
     out.print(str(path))
 
 
-def label_stats(bundle) -> dict[str, Any]:
-    """Task, channels, size, options and per-split label counts of a built dataset."""
-    import numpy as np
-
-    from transfusion_cli.data.bundles import dataset_labels
-
-    meta = bundle.info
-    result: dict[str, Any] = {
-        "dataset": meta.name, "task": meta.task, "channels": meta.channels,
-        "image_size": meta.image_size, "classes": list(meta.class_names),
-        "mean": list(meta.mean), "std": list(meta.std),
-        "referable_threshold": meta.referable_threshold,
-        "selection_metric": meta.selection_metric, "options": dict(meta.options), "splits": {},
-    }
-    for name in SPLITS:
-        dataset = getattr(bundle, name)
-        if dataset is None:
-            continue
-        labels = dataset_labels(dataset)
-        entry: dict[str, Any] = {"images": len(dataset)}
-        if meta.task == "multilabel":
-            labels = labels.reshape(len(labels), -1).astype(np.float64)
-            entry["labels"] = {
-                label: {"positive": int((labels[:, k] == 1).sum()),
-                        "negative": int((labels[:, k] == 0).sum()),
-                        "masked": int(np.isnan(labels[:, k]).sum())}
-                for k, label in enumerate(meta.class_names)}
-            entry["no_positive_label"] = int((~(labels == 1).any(axis=1)).sum())
-        else:
-            flat = labels.reshape(len(labels), -1)[:, 0] if len(labels) else labels.reshape(0)
-            if meta.task == "binary":
-                names = list(meta.class_names)
-                if len(names) != 2:
-                    names = [f"not {names[0]}" if names else "negative",
-                             names[0] if names else "positive"]
-                codes = (flat >= 0.5).astype(int)
-            else:
-                names, codes = list(meta.class_names), flat.astype(int)
-            counts = np.bincount(codes, minlength=len(names))
-            entry["classes"] = {label: int(counts[k]) for k, label in enumerate(names)}
-            if meta.referable_threshold is not None:
-                entry["referable"] = int((codes >= meta.referable_threshold).sum())
-        result["splits"][name] = entry
-    return result
-
-
-@data_app.command("stats")
+@data_app.command("stats", epilog=examples(
+    "tfx data stats --data synthetic-chest",
+    "tfx data stats --data chexpert --option uncertainty=u-ones --json"))
 def stats_command(
     data: str = DATA,
     data_dir: Path | None = DATA_DIR,
@@ -122,6 +72,8 @@ def stats_command(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Label counts per split (positives / negatives / masked per label for multi-label)."""
+    from transfusion_cli.data.stats import label_stats
+
     stats = label_stats(load_bundle(data, data_dir, option, data_seed, image_size))
     if json_output:
         print_json(stats)
@@ -161,3 +113,29 @@ def print_stats(stats: dict[str, Any]) -> None:
 def format_share(count: int, total: int) -> str:
     """'123 (45.6%)'."""
     return f"{count} ({100 * count / total:.1f}%)" if total else str(count)
+
+
+@data_app.command("save", epilog=examples(
+    "tfx data save --data synthetic-retina --n 4 -o samples/   "
+    "[dim]# then: tfx predict model.onnx samples/[/dim]"))
+def save_command(
+    data: str = DATA,
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG files."),
+    n: int = typer.Option(4, "--n", min=1, help="How many images (spread over the classes)."),
+    split: Literal[SPLITS] = typer.Option("test", "--split", help="Which split to sample."),
+    data_dir: Path | None = DATA_DIR,
+    option: list[str] = OPTIONS,
+    data_seed: int = DATA_SEED,
+    image_size: int | None = IMAGE_SIZE,
+) -> None:
+    """Save sample images as PNG files named <split>-<index>-<label>.png."""
+    from transfusion_cli.data.build import resolve_data_dir
+    from transfusion_cli.data.samples import save_samples
+    from transfusion_cli.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs({"--out": out_dir}, data_dirs=[resolve_data_dir(data, data_dir)])
+    bundle = load_bundle(data, data_dir, option, data_seed, image_size)
+    paths = save_samples(bundle, out_dir, n, split, seed=data_seed)
+    info(f"Wrote {len(paths)} {data} {split} images to {out_dir}.")
+    for path in paths:
+        out.print(str(path), markup=False)

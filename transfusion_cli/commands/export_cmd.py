@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from transfusion_cli.app import app
+from transfusion_cli.app import app, examples
 from transfusion_cli.console import info, out, print_json
 
 
@@ -32,9 +32,13 @@ def print_summary(report: dict[str, Any]) -> None:
 
     settings, sizes, latency = report["settings"], report["sizes"], report["latency"]
     quantize = settings["quantize"]
-    out.print(f"wrote {report['model']} ({settings['exporter']}, opset {settings['opset']}, "
-              f"input {settings['input_shape']}) and its report "
-              f"{Path(report['model']).with_suffix('.export.json')}")
+    files = report["files"]
+    models = ", ".join(f"{path} ({precision})" for precision, path in files.items()
+                       if precision not in ("report", "model_card"))
+    out.print(f"wrote {models} and the report {files['report']} ({settings['exporter']}, "
+              f"opset {settings['opset']}, input {settings['input_shape']})", markup=False)
+    if "model_card" in files:
+        out.print(f"model card: {files['model_card']}", markup=False)
     table = Table("model", "file MB", "batch-1 ms", "max |diff| vs PyTorch", "top-1 agree (b8)")
     table.add_row("pytorch fp32 (checkpoint)", _figure(report["checkpoint"]["bytes"] / 1e6, 2),
                   _figure(latency["pytorch_fp32"]["median_ms"], 2), "-", "-")
@@ -52,34 +56,41 @@ def print_summary(report: dict[str, Any]) -> None:
                   f"(drop {_figure(metric['drop'])})")
 
 
-@app.command("export")
+@app.command("export", epilog=examples(
+    "tfx export runs/quickstart/checkpoints/best.pt --out model.onnx",
+    "tfx export best.pt -o model.onnx --quantize int8   [dim]# + model.int8.onnx[/dim]"))
 def export_command(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `tfx fit` (.pt)."),
     out_path: Path = typer.Option(Path("model.onnx"), "--out", "-o",
-                                  help="ONNX file to write; the report goes next to it "
-                                       "(model.export.json)."),
+                                  help="ONNX file of the fp32 model; a quantised model goes "
+                                       "beside it (model.int8.onnx / model.fp16.onnx), and so "
+                                       "does the report (model.export.json)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
-    image_size: int | None = typer.Option(None, "--image-size",
-                                          help="Input size in pixels (default: the training "
-                                               "size)."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Input size in pixels.",
+                                          show_default="the training size"),
     quantize: Quantize = typer.Option(Quantize.none, "--quantize",
-                                      help="int8: static QDQ quantisation; fp16: float16 "
-                                           "weights and compute."),
+                                      help="Also write a quantised model: int8 (static QDQ, "
+                                           "model.int8.onnx) or fp16 (float16 weights and "
+                                           "compute, model.fp16.onnx)."),
     calibration_data: str | None = typer.Option(
         None, "--calibration-data",
-        help="int8 calibration images: a dataset name or a folder of images (default: the "
-             "checkpoint's training data)."),
+        help="int8 calibration images: a dataset name or a folder of images.",
+        show_default="the checkpoint's training data"),
     calibration_images: int = typer.Option(256, "--calibration-images", min=1,
                                            help="How many calibration images."),
     eval_images: int | None = typer.Option(None, "--eval-images", min=1,
                                            help="Validation images for the fp32 vs quantised "
-                                                "metric (default: all)."),
+                                                "metric.", show_default="all"),
     data_dir: Path | None = typer.Option(None, "--data-dir",
-                                         help="Folder of the checkpoint's dataset (default: "
-                                              "the one training used)."),
+                                         help="Folder of the checkpoint's dataset.",
+                                         show_default="the one training used"),
     tolerance: float = typer.Option(1e-4, "--tolerance",
                                     help="Largest max-abs difference of fp32 logits "
                                          "(onnxruntime vs PyTorch) that passes."),
+    evaluation: Path | None = typer.Option(
+        None, "--evaluation", help="`tfx evaluate` result (evaluation.json) whose test metrics "
+                                   "the model card (MODEL_CARD.md) reports.",
+        show_default="CKPT_STEM.evaluation.json beside the checkpoint, if any"),
     json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Export a checkpoint to ONNX, check it against PyTorch, optionally quantise it."""
@@ -89,7 +100,8 @@ def export_command(
                               image_size=image_size, quantize=quantize.value,
                               calibration_data=calibration_data,
                               calibration_images=calibration_images, eval_images=eval_images,
-                              data_dir=data_dir, tolerance=tolerance)
+                              data_dir=data_dir, tolerance=tolerance,
+                              evaluation=evaluation)
     report = export_checkpoint(settings, progress=info)
     if json_output:
         print_json(report)

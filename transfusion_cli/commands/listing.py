@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
+from typing import Literal
 
 import typer
 from rich.table import Table
 
-from transfusion_cli.app import app
+from transfusion_cli.app import app, examples
 from transfusion_cli.console import out, print_json
+from transfusion_cli.registry import KINDS
 
 
-class Kind(StrEnum):
-    """What `tfx list` can list."""
-
-    architectures = "architectures"
-    datasets = "datasets"
-    inits = "inits"
-    metrics = "metrics"
-
-
-@app.command("plugins")
+@app.command("plugins", epilog=examples(
+    "tfx plugins   [dim]# which plugins loaded, what each registered, broken ones[/dim]",
+    "tfx plugins --json"))
 def plugins_command(
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -41,61 +35,21 @@ def plugins_command(
     out.print(table)
 
 
-def architecture_rows() -> list[dict]:
-    """One row per concrete architecture: name, plugin, params (5 classes, 3 channels), blocks."""
-    import torch
-
-    from transfusion_cli.models.blocks import block_names
-    from transfusion_cli.registry import get_registry
-
-    registry = get_registry()
-    rows = []
-    for spec in registry.specs("architectures"):
-        row = {"name": spec.name, "plugin": registry.owner("architectures", spec.name),
-               "family": spec.family, "description": spec.description,
-               "default_image_size": spec.default_image_size, "pretrained": spec.pretrained}
-        if spec.resolve is None:
-            with torch.device("meta"):  # parameter counts without allocating weights
-                model = spec.build(num_classes=5, in_chans=3)
-            row["params"] = sum(p.numel() for p in model.parameters())
-            row["blocks"] = block_names(model)
-        else:
-            row["params"], row["blocks"] = None, []
-        rows.append(row)
-    return rows
-
-
-def spec_rows(kind: str) -> list[dict]:
-    """Name, plugin and description of every spec of ``kind`` (extras per kind)."""
-    from transfusion_cli.registry import get_registry
-
-    if kind == "architectures":
-        return architecture_rows()
-    registry = get_registry()
-    rows = []
-    for spec in registry.specs(kind):
-        row = {"name": spec.name, "plugin": registry.owner(kind, spec.name),
-               "description": spec.description}
-        if kind == "datasets":
-            row.update(default_image_size=spec.default_image_size,
-                       needs_data_dir=spec.needs_data_dir, options=spec.options)
-        if kind == "inits":
-            row["takes_argument"] = spec.takes_argument
-        rows.append(row)
-    return rows
-
-
-@app.command("list")
+@app.command("list", epilog=examples(
+    "tfx list architectures   [dim]# with parameter counts and block names[/dim]",
+    "tfx list inits --json"))
 def list_command(
-    kind: Kind = typer.Argument(..., help="What to list."),
+    kind: Literal[KINDS] = typer.Argument(..., help="What to list."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List registered architectures, datasets, inits or similarity metrics."""
-    rows = spec_rows(kind.value)
+    from transfusion_cli.catalog import spec_rows
+
+    rows = spec_rows(kind)
     if json_output:
         print_json(rows)
         return
-    if kind is Kind.architectures:
+    if kind == "architectures":
         table = Table("name", "plugin", "params", "blocks", "description")
         for r in rows:
             params = f"{r['params']:,}" if r["params"] is not None else "-"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from transfusion_cli.app import app
-from transfusion_cli.console import err, info, out, print_json
+from transfusion_cli.app import app, examples
+from transfusion_cli.console import err, info, out, print_json_lines, warn
 
 
 class Provider(StrEnum):
@@ -40,29 +40,41 @@ def print_table(results, metadata) -> None:
     out.print(table)
 
 
-@app.command("predict")
+@app.command("predict", epilog=examples(
+    "tfx predict model.onnx photo.jpg folder_of_images/",
+    "tfx predict model.onnx folder/ --json   [dim]# JSON Lines: one per image[/dim]"))
 def predict_command(
     model: Path = typer.Argument(..., help="ONNX model written by `tfx export`."),
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
     provider: Provider = typer.Option(Provider.auto, "--provider",
                                       help="auto: CUDA when it can be created, else CPU."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per run."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
+    json_output: bool = typer.Option(False, "--json",
+                                     help="Print JSON Lines: one JSON object per image, one "
+                                          "per line, in input order."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write the results as CSV."),
 ) -> None:
     """Predict image files with an exported model; preprocessing comes from its metadata."""
     from transfusion_cli.deploy.predict import OnnxClassifier, collect_images, results_csv
     from transfusion_cli.errors import DataError
     from transfusion_cli.io import write_text
+    from transfusion_cli.outputs import refuse_overwriting_inputs
 
     paths = collect_images(images)
+    refuse_overwriting_inputs({"--csv": csv_path}, inputs=[model, *paths],
+                              data_dirs=[folder for folder in images if folder.is_dir()])
     classifier = OnnxClassifier(model, provider.value)
     note = f" ({classifier.runtime.fallback_reason})" if classifier.runtime.fallback_reason else ""
     info(f"provider: {classifier.provider}{note}")
     results = classifier.predict_files(paths, batch_size)
+    for message in classifier.model_warnings:
+        warn(message)
+    for r in results:
+        for message in r.warnings[len(classifier.model_warnings):]:
+            warn(f"{r.image}: {message}")
     if json_output:
-        print_json([dict(r.to_dict(), provider=classifier.provider) if r.error is None
-                    else r.to_dict() for r in results])
+        print_json_lines(dict(r.to_dict(), provider=classifier.provider) if r.error is None
+                         else r.to_dict() for r in results)
     else:
         print_table(results, classifier.metadata)
     if csv_path is not None:

@@ -8,6 +8,7 @@ shared settings must not change (the finished cells would no longer be comparabl
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +20,10 @@ from transfusion_cli.io import write_json
 
 PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
-# Built-in inits that read pretrained weights (--weights, or the architecture's public ones).
-PRETRAINED_INITS = ("imagenet", "mean-var", "transfusion")
 # FitConfig fields a cell sets itself; as pass-through fit options they are errors.
 CELL_FIELDS = {"arch": "--arch", "init": "--inits", "seed": "--seeds",
                "train_size": "--train-size", "weights": "--weights", "out": "--out",
-               "resume": "(re-run the same command)", "overwrite": "--overwrite",
+               "resume": "(re-run the same command)", "overwrite": "(a new --out)",
                "data": "--data"}
 
 
@@ -88,6 +87,22 @@ def parse_list(text: str | None, what: str) -> list[str]:
     if not text or not all(items):
         raise ConfigError(f"{what} needs a comma-separated list, got {text!r}.")
     return items
+
+
+def parse_arch_inits(items: list[str] | None) -> dict[str, list[str]]:
+    """``["resnet50-slim=transfusion:block2,random"]`` -> ``{"resnet50-slim": [...]}``
+    (``--arch-inits ARCH=INIT,INIT``, repeatable)."""
+    chosen: dict[str, list[str]] = {}
+    for item in items or []:
+        arch, sep, inits = item.partition("=")
+        if not sep or not arch.strip():
+            raise ConfigError(f"--arch-inits {item!r}: write ARCH=INIT[,INIT...], e.g. "
+                              "resnet50-slim=transfusion:block2.")
+        if arch.strip() in chosen:
+            raise ConfigError(f"--arch-inits: '{arch.strip()}' is given twice; put all its "
+                              "inits in one --arch-inits ARCH=INIT,INIT.")
+        chosen[arch.strip()] = parse_list(inits, f"--arch-inits {arch.strip()}")
+    return chosen
 
 
 def parse_seeds(text: str | int) -> list[int]:
@@ -156,9 +171,9 @@ def slug(text: str) -> str:
 
 def init_slug(init: str) -> str:
     """``checkpoint:/x/PRETRAINED.pt`` -> ``checkpoint-PRETRAINED``; ``transfusion:2`` ->
-    ``transfusion-2``."""
+    ``transfusion-2``. A path argument contributes its file stem."""
     name, sep, argument = init.partition(":")
-    if name == "checkpoint" and sep:
+    if "/" in argument or os.sep in argument:
         argument = Path(argument).stem
     return slug(f"{name}-{argument}" if sep else name)
 
@@ -170,25 +185,15 @@ def cell_id(arch: str, init: str, train_size: int | None, seed: int) -> str:
 
 
 def resolve_init(text: str, arch: str, weights: str | None) -> str:
-    """Check an init name against the registry and the architecture; make paths absolute."""
+    """Check an init against the registry and the architecture (the spec's own checks, then
+    pretrained weights where it needs them); returns it normalised (paths made absolute)."""
     from transfusion_cli.registry import get
 
     spec = get("inits", text)
-    name, sep, argument = text.partition(":")
-    if spec.takes_argument and not argument:
-        example = "checkpoint:PATH" if name == "checkpoint" else f"{name}:ARG"
-        raise ConfigError(f"Init '{name}' needs an argument: write {example} "
-                          "(e.g. transfusion:2, checkpoint:best.pt).")
-    if sep and not spec.takes_argument:
-        raise ConfigError(f"Init '{name}' takes no argument; write '{name}', not '{text}'.")
-    if name == "checkpoint":
-        path = Path(argument).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"{text}: checkpoint {path} does not exist; pass the path of a "
-                                  "tfx checkpoint (RUN/checkpoints/best.pt).")
-        return f"checkpoint:{path.resolve()}"
-    if name in PRETRAINED_INITS and weights is None:
-        arch_spec = get("architectures", arch)
+    _, sep, argument = text.partition(":")
+    arch_spec = get("architectures", arch)
+    resolved = spec.check(argument if sep else None, arch_spec)
+    if spec.needs_weights and weights is None:
         if not arch_spec.pretrained:
             raise ConfigError(f"Init '{text}' on '{arch}' needs pretrained weights: '{arch}' has "
                               "no public ImageNet weights, so pass --weights PATH (a tfx "
@@ -196,26 +201,29 @@ def resolve_init(text: str, arch: str, weights: str | None) -> str:
         from transfusion_cli.models.pretrained import check_public_weights_offline
 
         check_public_weights_offline(arch_spec)
-    if name == "transfusion":
-        from transfusion_cli.errors import TfxError
-        from transfusion_cli.models.blocks import resolve_block_prefix
-
-        model = get("architectures", arch).build(num_classes=2, in_chans=3)
-        try:
-            resolve_block_prefix(model, argument)
-        except TfxError as exc:
-            raise ConfigError(f"{text} on '{arch}': {exc}") from exc
-    return text
+    return resolved
 
 
 def make_plan(*, data: str, archs: list[str], inits: list[str], seeds: list[int],
               train_sizes: list[int | None], fit: dict[str, Any],
               weights: list[str] | None = None, target_metric: float | None = None,
-              metric: str | None = None) -> Plan:
+              metric: str | None = None,
+              arch_inits: dict[str, list[str]] | None = None) -> Plan:
     """The grid, checked: unknown names, missing weights and bad arguments fail here, before
-    any training starts."""
+    any training starts. Every arch of ``archs`` gets every init of ``inits``; each arch of
+    ``arch_inits`` (``--arch-inits ARCH=INIT,...``) gets its own list, e.g. the paper's
+    hybrid figure: resnet50 x random, imagenet, gabor plus resnet50-slim x transfusion:block2."""
     from transfusion_cli.registry import get
 
+    if len(set(archs)) != len(archs) or len(set(inits)) != len(inits):
+        raise ConfigError("An architecture or init is listed twice; list each once.")
+    pairs = [(arch, init) for arch in archs for init in inits]
+    pairs += [(arch, init) for arch, own in (arch_inits or {}).items() for init in own]
+    if len(set(pairs)) != len(pairs):
+        arch, init = next(p for p in pairs if pairs.count(p) > 1)
+        raise ConfigError(f"'{arch}' with init '{init}' is listed twice (by --arch x --inits "
+                          "or --arch-inits); list each pair once.")
+    archs = list(dict.fromkeys([*archs, *(arch_inits or {})]))
     for arch in archs:
         get("architectures", arch)
     get("datasets", data)
@@ -227,14 +235,13 @@ def make_plan(*, data: str, archs: list[str], inits: list[str], seeds: list[int]
         raise ConfigError("An architecture or init is listed twice; list each once.")
     chosen = parse_weights(weights, archs)
     cells: list[Cell] = []
-    for arch in archs:
-        for init in inits:
-            resolved = resolve_init(init, arch, chosen[arch])
-            for train_size in train_sizes:
-                for seed in seeds:
-                    cells.append(Cell(id=cell_id(arch, resolved, train_size, seed), arch=arch,
-                                      init=resolved, label=init, seed=seed,
-                                      train_size=train_size, weights=chosen[arch]))
+    for arch, init in pairs:
+        resolved = resolve_init(init, arch, chosen[arch])
+        for train_size in train_sizes:
+            for seed in seeds:
+                cells.append(Cell(id=cell_id(arch, resolved, train_size, seed), arch=arch,
+                                  init=resolved, label=init, seed=seed,
+                                  train_size=train_size, weights=chosen[arch]))
     ids = [c.id for c in cells]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -291,3 +298,27 @@ def fit_overrides(plan: Plan, cell: Cell, run_dir: Path) -> dict[str, Any]:
     return {**plan.fit, "data": plan.data, "arch": cell.arch, "init": cell.init,
             "seed": cell.seed, "train_size": cell.train_size, "weights": cell.weights,
             "out": str(run_dir)}
+
+
+def check_metric(plan: Plan) -> None:
+    """A --metric the dataset's task does not report is a ConfigError before any training
+    (builds the dataset as the cells will, so its task and class names are known)."""
+    if not plan.metric:
+        return
+    import difflib
+
+    from transfusion_cli.data.build import build_dataset
+    from transfusion_cli.evaluation.scores import metric_names
+
+    fit = plan.fit
+    bundle = build_dataset(plan.data, data_dir=fit.get("data_dir"),
+                           image_size=fit.get("image_size"), seed=fit.get("data_seed") or 0,
+                           options=fit.get("options") or {},
+                           skip_bad_images=bool(fit.get("skip_bad_images")))
+    names = metric_names(bundle.info)
+    if plan.metric not in names:
+        close = difflib.get_close_matches(plan.metric, names, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"--metric {plan.metric!r} is not a metric of dataset "
+                          f"'{bundle.info.name}' ({bundle.info.task}); choose one of "
+                          f"{', '.join(names)}.{hint}")

@@ -3,7 +3,8 @@
 Reads only files (plan.json, each run's metrics.jsonl, the runner's done/<cell>.json), so it
 works on any machine that can see the folder, without torch. Per architecture x init x train
 size: mean and sample standard deviation (ddof=1) over seeds of the best and the final value
-of the headline metric, the steps to reach the target (the paper's convergence measure), the
+of the headline metric, the steps to reach the target (the paper's convergence measure, read
+on the test split when the runs scored it along training, as compare-inits' cells do), the
 parameter count and the wall time per run.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transfusion_cli.compare.paired import paired_markdown
 from transfusion_cli.compare.plan import Cell, Plan
 from transfusion_cli.console import json_safe
 from transfusion_cli.io import read_jsonl, write_json, write_text
@@ -71,6 +73,7 @@ class CellResult:
     wall_time_s: float | None
     test: float | None = None  # headline metric of best.pt on the test split
     curve: list[tuple[int, float]] = field(default_factory=list)
+    target_split: str = "validation"  # the split steps_to_target was read on
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -120,11 +123,14 @@ class Results:
     groups: list[GroupResult]
     cells: list[CellResult]
     pending: list[str]
+    target_split: str = "validation"  # "test", "validation" or "mixed"
+    schedule: str = ""  # the learning-rate schedule the cells shared
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for results.json (NaN -> null)."""
         return json_safe({
             "data": self.data, "metric": self.metric, "target_metric": self.target_metric,
+            "target_split": self.target_split, "schedule": self.schedule,
             "std": "sample standard deviation over seeds (ddof=1)",
             "groups": [asdict(g) for g in self.groups],
             "cells": [{k: v for k, v in asdict(c).items() if k != "curve"} for c in self.cells],
@@ -157,15 +163,18 @@ def cell_result(directory: Path, cell: Cell, metric: str,
     series = metric_series(records, metric)
     if not series:
         return None
+    test_series = metric_series(records, f"test/{metric}")
+    target_split = "test" if test_series else "validation"
     values = [v for _, v in series]
     finite = [(s, v) for s, v in series if not math.isnan(v)]
     best_step, best = max(finite, key=lambda sv: sv[1]) if finite else (None, math.nan)
     return CellResult(
         id=cell.id, arch=cell.arch, init=cell.label, seed=cell.seed, train_size=cell.train_size,
         best=best, final=values[-1], best_step=best_step, last_step=series[-1][0],
-        steps_to_target=steps_to_reach(series, target) if target is not None else None,
+        steps_to_target=steps_to_reach(test_series or series, target)
+        if target is not None else None,
         params=done.get("params"), wall_time_s=done.get("wall_time_s"),
-        test=(done.get("test") or {}).get(metric), curve=series)
+        test=(done.get("test") or {}).get(metric), curve=series, target_split=target_split)
 
 
 def collect(directory: str | Path, plan: Plan) -> Results:
@@ -196,8 +205,26 @@ def collect(directory: str | Path, plan: Plan) -> Results:
             steps_to_target_mean=steps_mean, steps_to_target_std=steps_std,
             params=next((r.params for r in done if r.params is not None), None),
             wall_time_s_mean=mean_std(walls)[0] if walls else None))
+    splits = {c.target_split for c in cells}
     return Results(data=plan.data, metric=metric, target_metric=plan.target_metric,
-                   groups=groups, cells=cells, pending=pending)
+                   groups=groups, cells=cells, pending=pending,
+                   target_split=splits.pop() if len(splits) == 1 else
+                   ("mixed" if splits else "test"), schedule=schedule_text(plan.fit))
+
+
+def schedule_text(fit: dict[str, Any]) -> str:
+    """The cells' learning-rate schedule in words (the fit defaults where not given)."""
+    from transfusion_cli.train.settings import BY_NAME
+
+    scheduler = fit.get("scheduler") or BY_NAME["scheduler"].default
+    warmup = fit.get("warmup_steps") or 0
+    text = ("cosine decay to zero over each run's length" if scheduler == "cosine" else
+            "constant learning rate")
+    if warmup:
+        text = f"linear warm-up over {warmup} steps, then {text}"
+    eval_every = fit.get("eval_every")
+    grid = f"every {eval_every} steps" if eval_every else "once per epoch"
+    return f"{text}; evaluated {grid}"
 
 
 def format_mean_std(mean: float | None, std: float | None, digits: int = 4) -> str:
@@ -230,8 +257,8 @@ def table_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     header = ["arch", "init", "train size", "seeds", f"best val {results.metric}",
               f"final val {results.metric}",
               *([f"test {results.metric} (best.pt)"] if has_test else []),
-              f"steps to {results.metric} ≥ {target:g}" if target is not None
-              else "steps to target", "params", "wall time/run"]
+              f"steps to {_short_split(results.target_split)}{results.metric} ≥ {target:g}"
+              if target is not None else "steps to target", "params", "wall time/run"]
     rows = []
     for g in results.groups:
         rows.append([
@@ -244,6 +271,10 @@ def table_rows(results: Results) -> tuple[list[str], list[list[str]]]:
             f"{g.wall_time_s_mean:.0f} s" if g.wall_time_s_mean is not None else "-",
         ])
     return header, rows
+
+
+def _short_split(split: str) -> str:
+    return {"test": "test ", "validation": "val "}.get(split, "")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -279,9 +310,17 @@ def markdown_report(results: Results, plan: Plan, has_plot: bool) -> str:
         f"(selected on validation) scored once on the test split, as the paper reports.",
     ]
     if results.target_metric is not None:
+        split = {"test": "the test split", "validation": "the validation split",
+                 "mixed": "the test split where a run scored it, else validation"}[
+            results.target_split]
         lines.append(f"Steps to target: the first evaluated training step at which `"
-                     f"{results.metric}` ≥ {results.target_metric:g} (mean over the seeds that "
-                     "reached it; \"not reached\" when none did within the run).")
+                     f"{results.metric}` ≥ {results.target_metric:g} on {split} (mean over the "
+                     "seeds that reached it; \"not reached\" when none did within the run). "
+                     f"Learning-rate schedule: {results.schedule}.")
+        if "cosine" in results.schedule:
+            lines.append("Under a cosine schedule the step at which a run reaches the target "
+                         "depends on the run's planned length; use `--scheduler constant` for "
+                         "convergence comparisons.")
     lines += ["", f"Fit options shared by every cell: {fit}.", "", markdown_table(header, rows)]
     if has_plot:
         lines += ["", "![validation curves](curves.png)", "",
@@ -311,6 +350,19 @@ def csv_text(results: Results) -> str:
     return buffer.getvalue()
 
 
+def _paired_or_warn(directory: Path, plan: Plan) -> list[dict[str, Any]]:
+    """``paired_vs_random``; a failure leaves the rest of the report standing."""
+    from transfusion_cli.compare.paired import paired_vs_random
+    from transfusion_cli.console import warn
+    from transfusion_cli.errors import TfxError
+
+    try:
+        return paired_vs_random(directory, plan)
+    except (TfxError, ImportError, OSError, ValueError) as exc:
+        warn(f"no paired test-split comparison in the report ({exc})")
+        return []
+
+
 def write_report(directory: str | Path, plan: Plan) -> Results:
     """Write report.md, results.json, results.csv and curves.png into ``directory``."""
     from transfusion_cli.compare.plot import plot_curves
@@ -318,7 +370,9 @@ def write_report(directory: str | Path, plan: Plan) -> Results:
     directory = Path(directory)
     results = collect(directory, plan)
     has_plot = plot_curves(results, directory / "curves.png")
-    write_text(directory / "report.md", markdown_report(results, plan, has_plot))
-    write_json(directory / "results.json", results.to_dict())
+    paired = _paired_or_warn(directory, plan)
+    write_text(directory / "report.md", markdown_report(results, plan, has_plot)
+               + paired_markdown(paired))
+    write_json(directory / "results.json", {**results.to_dict(), "paired_vs_random": paired})
     write_text(directory / "results.csv", csv_text(results))
     return results

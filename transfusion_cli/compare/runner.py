@@ -3,8 +3,8 @@
 A finished cell has ``DIR/done/<cell>.json`` (written after its fit returns) and is skipped;
 a cell with ``checkpoints/last.pt`` but no done record was interrupted and resumes from it;
 anything else starts afresh. A cell being trained holds an exclusive lock
-(``DIR/locks/<cell>.lock``, released by the kernel even on SIGKILL), so two sweeps, or an
-array job and a local sweep, never train the same cell at once.
+(``DIR/locks/<cell>.lock`` via ``filelock``, released by the OS even on SIGKILL), so two
+sweeps, or an array job and a local sweep, never train the same cell at once.
 
 ``jobs > 1`` runs cells in child processes (``tfx compare-inits --cell ID``): one per GPU
 (``CUDA_VISIBLE_DEVICES``) when there are GPUs, otherwise CPU processes that share the cores.
@@ -12,9 +12,7 @@ array job and a local sweep, never train the same cell at once.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +29,12 @@ from transfusion_cli.compare.report import done_path, run_path
 from transfusion_cli.console import info, warn
 from transfusion_cli.errors import TfxError
 from transfusion_cli.io import write_json
+from transfusion_cli.progress import Task, track
 
 LOCKS_DIR = "locks"
+# Every cell scores the test split at each evaluation: steps-to-target is read on held-out
+# data, as the paper does, on the --eval-every grid.
+CELL_DEFAULTS = {"eval_test": True}
 LOGS_DIR = "logs"
 
 
@@ -50,21 +52,31 @@ class CellBusy(TfxError):
     """Another process is training this cell right now."""
 
 
+class LockError(TfxError):
+    """The file system holding the sweep folder does not support file locks."""
+
+
 @contextmanager
 def cell_lock(directory: Path, cell_id: str) -> Iterator[None]:
     """Exclusive, non-blocking lock on one cell for the duration of the block."""
+    from filelock import FileLock, Timeout
+
     path = Path(directory) / LOCKS_DIR / f"{cell_id}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    lock = FileLock(str(path), thread_local=False)
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CellBusy(f"Cell {cell_id} is being trained by another process; "
-                           "wait for it or run another cell.") from None
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise CellBusy(f"Cell {cell_id} is being trained by another process; "
+                       "wait for it or run another cell.") from None
+    except OSError as exc:
+        raise LockError(f"Cannot lock {path}: the file system refuses file locks "
+                        f"({exc.strerror or exc}); put the sweep folder (--out) on a local disk "
+                        "or a file system with lock support.") from None
+    try:
         yield
     finally:
-        handle.close()
+        lock.release()
 
 
 def parameter_count(run_dir: Path) -> int | None:
@@ -108,11 +120,29 @@ def test_metrics(run_dir: Path) -> dict[str, Any] | None:
     runtime = make_runtime(select_device(config.device), config.amp, config.deterministic)
     model = build_model(checkpoint).to(runtime.device)
     loader = DataLoader(bundle.test, batch_size=config.batch_size, shuffle=False)
-    metrics, _, _ = evaluate(model, loader, bundle.info, runtime,
-                             in_chans=int(checkpoint["arch"]["in_chans"]))
+    metrics, logits, targets = evaluate(model, loader, bundle.info, runtime,
+                                        in_chans=int(checkpoint["arch"]["in_chans"]))
+    # Kept for paired statistics across cells (bootstrap CIs, DeLong) without a re-run.
+    save_test_predictions(run_dir, logits, targets)
     values = metric_values(metrics)
     values["loss"] = values.pop("val_loss", None)  # evaluate() names it for validation
     return {"step": checkpoint.get("step"), **values}
+
+
+TEST_PREDICTIONS = "test_predictions.npz"
+
+
+def save_test_predictions(run_dir: Path, logits: Any, targets: Any) -> Path:
+    """``RUN/test_predictions.npz``: best.pt's logits and the targets on the test split."""
+    import numpy as np
+
+    from transfusion_cli.io import atomic_write
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, logits=np.asarray(logits), targets=np.asarray(targets))
+
+    return atomic_write(Path(run_dir) / TEST_PREDICTIONS, writer)
 
 
 def _test_metrics_or_warn(run_dir: Path) -> dict[str, Any] | None:
@@ -126,6 +156,7 @@ def _test_metrics_or_warn(run_dir: Path) -> dict[str, Any] | None:
 def run_cell(directory: Path, plan: Plan, cell: Cell, show_progress: bool = True) -> str:
     """Train one cell unless it is done; returns ``skipped``, ``resumed`` or ``trained``."""
     from transfusion_cli.train import FitConfig, fit, resolve_config
+    from transfusion_cli.train.rundir import remove_run_dir
 
     directory = Path(directory)
     with cell_lock(directory, cell.id):
@@ -140,9 +171,9 @@ def run_cell(directory: Path, plan: Plan, cell: Cell, show_progress: bool = True
             config = FitConfig(resume=str(run))
         else:
             if run.exists():
-                shutil.rmtree(run)  # killed before its first checkpoint: nothing to keep
+                remove_run_dir(run)  # killed before its first checkpoint: nothing to keep
             run.parent.mkdir(parents=True, exist_ok=True)
-            config = resolve_config(None, fit_overrides(plan, cell, run))
+            config = resolve_config(None, {**fit_overrides(plan, cell, run), **CELL_DEFAULTS})
         result = fit(config, show_progress=show_progress)
         record: dict[str, Any] = {
             "cell": cell.id,
@@ -171,8 +202,10 @@ def select_cells(plan: Plan, ids: list[str] | None) -> list[Cell]:
     return [c for c in plan.cells if c.id in wanted]
 
 
-def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1) -> dict[str, str]:
-    """Run ``cells`` (skipping finished ones), ``jobs`` at a time; cell id -> outcome."""
+def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1,
+              executor: Any = None) -> dict[str, str]:
+    """Run ``cells`` (skipping finished ones), ``jobs`` at a time on this machine, or through
+    ``executor`` (a ``compare.executors.Executor``, e.g. SLURM); cell id -> outcome."""
     directory = Path(directory)
     todo = [c for c in cells if cell_state(directory, c) != "done"]
     outcomes = {c.id: "skipped" for c in cells if c not in todo}
@@ -181,10 +214,22 @@ def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1) -> 
              "skipping them.")
     if not todo:
         return outcomes
-    if jobs <= 1:
+    if executor is not None and executor.name != "local":
+        from transfusion_cli.compare.executors import CellTask
+
+        tasks = [CellTask(directory, cell) for cell in todo]
+        done = executor.run(tasks)
+        outcomes.update({t.cell.id: done[t.key] for t in tasks})
+        return outcomes
+    # Cells done / total and an ETA: a bar above each cell's own bar on a terminal, a line per
+    # finished cell otherwise.
+    with track("compare-inits", len(todo), "cells", interval=0) as sweep:
+        if jobs > 1:
+            outcomes.update(_run_parallel(directory, todo, jobs, sweep))
+            return outcomes
         for index, cell in enumerate(todo, start=1):
             action = "resuming" if cell_state(directory, cell) == "interrupted" else "training"
-            info(f"[{index}/{len(todo)}] {cell.id}: {action}")
+            sweep.message(f"[{index}/{len(todo)}] {cell.id}: {action}")
             try:
                 outcomes[cell.id] = run_cell(directory, plan, cell)
             except CellBusy as exc:
@@ -193,8 +238,7 @@ def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1) -> 
             except TfxError as exc:  # e.g. a diverging run: the other cells still run
                 warn(f"{cell.id} failed: {exc}")
                 outcomes[cell.id] = f"failed: {exc}"
-        return outcomes
-    outcomes.update(_run_parallel(directory, todo, jobs))
+            sweep.advance()
     return outcomes
 
 
@@ -233,7 +277,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _run_parallel(directory: Path, todo: list[Cell], jobs: int) -> dict[str, str]:
+def _run_parallel(directory: Path, todo: list[Cell], jobs: int, sweep: Task
+                  ) -> dict[str, str]:
     gpus = visible_gpus()
     if gpus and jobs > len(gpus):
         warn(f"--jobs {jobs} but {len(gpus)} GPU(s): running {len(gpus)} cells at once, one "
@@ -256,8 +301,8 @@ def _run_parallel(directory: Path, todo: list[Cell], jobs: int) -> dict[str, str
                 started += 1
                 log = open(logs / f"{cell.id}.log", "a")  # noqa: SIM115 - closed on exit
                 where = f"GPU {gpus[slot % len(gpus)]}" if gpus else "CPU"
-                info(f"[{started}/{len(todo)}] {cell.id}: started on {where} "
-                     f"(log {log.name})")
+                sweep.message(f"[{started}/{len(todo)}] {cell.id}: started on {where} "
+                              f"(log {log.name})")
                 command = [sys.executable, "-m", "transfusion_cli", "compare-inits",
                            "--out", str(directory), "--cell", cell.id]
                 # Own session: a terminal Ctrl-C reaches only this process, which forwards
@@ -277,8 +322,9 @@ def _run_parallel(directory: Path, todo: list[Cell], jobs: int) -> dict[str, str
                 free.append(slot)
                 outcomes[cell.id] = "finished" if code == 0 else \
                     f"failed with exit code {code}, see {logs / (cell.id + '.log')}"
+                sweep.advance()
                 if code == 0:
-                    info(f"{cell.id}: finished")
+                    sweep.message(f"{cell.id}: finished")
                 else:
                     warn(f"{cell.id} failed with exit code {code}; see {logs / (cell.id + '.log')}")
     except KeyboardInterrupt:

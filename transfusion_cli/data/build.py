@@ -56,6 +56,21 @@ def check_option_keys(dataset: str, given: Mapping[str, Any], known: Mapping[str
                               f"Valid options: {valid}.")
 
 
+MAX_IMAGE_SIZE_ENV = "TFX_MAX_IMAGE_SIZE"
+DEFAULT_MAX_IMAGE_SIZE = 2048  # over 3x the paper's largest (Retina, 587 px); catches typos
+
+
+def max_image_size() -> int:
+    """Largest --image-size accepted: $TFX_MAX_IMAGE_SIZE, else 2048."""
+    value = os.environ.get(MAX_IMAGE_SIZE_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_IMAGE_SIZE
+    if not value.isdigit() or int(value) < 8:
+        raise ConfigError(f"{MAX_IMAGE_SIZE_ENV}={value!r} is not a whole number of pixels >= 8; "
+                          "set e.g. 4096, or unset it.")
+    return int(value)
+
+
 def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                   image_size: int | None = None, seed: int = 0,
                   options: Mapping[str, Any] | None = None,
@@ -66,6 +81,11 @@ def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
     check_option_keys(name, options, spec.options)
     if image_size is not None and image_size < 8:
         raise ConfigError(f"--image-size {image_size} is too small; use 8 or more pixels.")
+    if image_size is not None and image_size > max_image_size():
+        raise ConfigError(f"--image-size {image_size} is larger than tfx allows "
+                          f"({max_image_size()} px; one such image is "
+                          f"{image_size * image_size * 3 / 2**20:.0f} MB before batching). Use "
+                          f"a smaller size, or raise the limit with {MAX_IMAGE_SIZE_ENV}=N.")
     return spec.build(DatasetOptions(
         image_size=image_size or spec.default_image_size,
         data_dir=resolve_data_dir(name, data_dir),

@@ -3,7 +3,8 @@
 A dataset plugin's ``build(DatasetOptions)`` returns a ``DatasetBundle``: a ``DatasetInfo``
 (task type, class names, channels, normalisation, ...; saved in every checkpoint) and the
 train / val / test splits. A split is a torch ``Dataset`` with a ``labels`` array (so
-stratification, statistics and contact sheets never decode images) whose items are
+stratification, statistics and contact sheets never decode images), optionally a ``groups``
+list (the patient id of each image; `tfx evaluate` then resamples patients) whose items are
 ``(image, target)``: image a uint8 tensor (C, H, W); target an int64 scalar (multi-class),
 a float32 scalar 0/1 (binary) or a float32 vector with NaN for masked labels (multi-label).
 Normalisation happens on the device, in ``normalize``.

@@ -38,17 +38,25 @@ from transfusion_cli.data.build import cache_root
 from transfusion_cli.data.bundles import make_target
 from transfusion_cli.data.preprocess import load_prepared, prepare_image
 from transfusion_cli.errors import DataError
-from transfusion_cli.io import write_json
+from transfusion_cli.io import OutputPathError, check_writable, write_json
+from transfusion_cli.progress import track
 
 # Bump when preprocessing changes what a cached image holds: old caches are then ignored.
-CACHE_FORMAT = 1
+# 2: JPEGs decoded at a reduced DCT scale (preprocess.read_image(min_size=...)).
+CACHE_FORMAT = 2
 EMPTY, FILLED, BAD = 0, 1, 2
+NVJPEG_BATCH = 32  # photos per GPU decode batch (TFX_JPEG_DECODER=nvjpeg)
 SKIP_HINT = "fix or remove it, or pass --skip-bad-images to skip unreadable images"
 
 
 def fill_workers() -> int:
-    """Threads that decode images while filling a cache (Pillow releases the GIL)."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Threads that decode images while filling a cache: one per CPU this process may use, up
+    to 32 (libjpeg decoding, resizing and the fundus crop's numpy work release the GIL)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, cpus))
 
 
 class ImageSource:
@@ -95,7 +103,41 @@ class FileSource(ImageSource):
             except FileNotFoundError:
                 raise DataError(f"Image {path} does not exist.") from None
             entries.append((str(path), stat.st_size, stat.st_mtime_ns))
-        return {"files": entries, "crop_fundus": self.crop_fundus}
+        fingerprint = {"files": entries, "crop_fundus": self.crop_fundus}
+        if self.gpu_decoding():  # GPU-decoded pixels differ slightly: a cache of their own
+            fingerprint["jpeg_decoder"] = "nvjpeg"
+        return fingerprint
+
+    def gpu_decoding(self) -> bool:
+        """Whether cache filling decodes these JPEGs with nvjpeg (``TFX_JPEG_DECODER``)."""
+        from transfusion_cli.data.nvjpeg import JPEG_SUFFIXES, nvjpeg_requested
+
+        return (bool(self.paths) and nvjpeg_requested()
+                and all(p.suffix.lower() in JPEG_SUFFIXES for p in self.paths))
+
+    def decode_on_gpu(self, indices: Sequence[int]) -> dict[int, Image.Image]:
+        """Images ``indices`` decoded as one nvjpeg batch; {} when the batch fails (the CPU
+        then decodes each image and reports any unreadable one as usual)."""
+        from transfusion_cli.data.nvjpeg import decode_reduced
+        from transfusion_cli.data.preprocess import check_pixel_count
+
+        safe = []
+        for index in indices:  # headers only: oversized or broken files go the CPU way
+            try:
+                with Image.open(self.paths[int(index)]) as image:
+                    check_pixel_count(image, self.paths[int(index)])
+                safe.append(int(index))
+            except (DataError, OSError, ValueError, SyntaxError):
+                continue
+        try:
+            images = decode_reduced([self.paths[i] for i in safe], self.image_size)
+        except (RuntimeError, OSError, ValueError):
+            return {}
+        return dict(zip(safe, images, strict=True))
+
+    def prepare_decoded(self, image: Image.Image) -> np.ndarray:
+        """A decoded image prepared as ``load`` prepares a file."""
+        return prepare_image(image, self.image_size, self.channels, self.crop_fundus)
 
 
 class NpzArraySource(ImageSource):
@@ -134,14 +176,25 @@ class NpzArraySource(ImageSource):
 
 def npz_member_shape(path: Path, key: str) -> tuple[int, ...]:
     """Shape of one array in an .npz file, from its header (the data is not read)."""
+    return npz_member_header(path, key)[0]
+
+
+def npz_member_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one array in an .npz file from its header; a broken file or member
+    is a DataError naming it."""
     import zipfile
 
-    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
-        version = np.lib.format.read_magic(member)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, _, _ = read_header(member)
-    return tuple(shape)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"Cannot read {key} in {path} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'truncated'}); is the .npz "
+                        "file complete?") from None
+    return tuple(shape), dtype
 
 
 @contextlib.contextmanager
@@ -234,8 +287,32 @@ class ImageCache:
         return self.count * int(np.prod(self.shape))
 
     def is_complete(self) -> bool:
-        """Every image is in the cache (the final file exists)."""
-        return self.final_path.exists()
+        """Every image is in the cache (the final file exists, of its recorded size)."""
+        return self.final_path.exists() and not self._discard_if_truncated()
+
+    def _discard_if_truncated(self) -> bool:
+        """A final file of the wrong size (cut short by a full disk or a copy) is removed, with
+        its flags, so the cache is rebuilt; True if that happened."""
+        try:
+            size = self.final_path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size == self.nbytes:
+            return False
+        from transfusion_cli.console import warn
+
+        with _locked(self.directory):
+            if self.final_path.exists() and self.final_path.stat().st_size != self.nbytes:
+                try:
+                    for path in (self.final_path, self.flags_path, self.directory / "bad.json"):
+                        path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise DataError(f"The image cache {self.directory} is damaged ({size} of "
+                                    f"{self.nbytes} bytes) and cannot be removed ({exc.strerror})"
+                                    "; delete that folder and rerun.") from None
+                warn(f"{self.label}: the image cache in {self.directory} was damaged ({size} of "
+                     f"{self.nbytes} bytes); rebuilding it.")
+        return True
 
     def progress(self) -> int:
         """How many images are already cached (or known unreadable)."""
@@ -259,7 +336,7 @@ class ImageCache:
             return
         self._reset()
         shape = (self.count, *self.shape)
-        if self.final_path.exists():
+        if self.is_complete():
             self._images = self._map(self.final_path, "r", shape)
             self._complete = True
         else:
@@ -350,9 +427,10 @@ class ImageCache:
         self._maybe_finalize(wrote=True)
         return image
 
-    def _store(self, index: int, source: ImageSource) -> np.ndarray:
+    def _store(self, index: int, source: ImageSource,
+               decoded: Image.Image | None = None) -> np.ndarray:
         assert self._images is not None and self._flags is not None
-        image = source.load(index)
+        image = source.load(index) if decoded is None else source.prepare_decoded(decoded)
         if image.shape != self.shape:
             raise DataError(f"Image {source.name(index)} prepared to shape {image.shape}, "
                             f"expected {self.shape}.")
@@ -372,14 +450,24 @@ class ImageCache:
             workers = workers or fill_workers()
             info(f"{self.label}: preprocessing {len(todo)} images with {workers} threads ...")
 
-            def work(index: int) -> None:
+            def work(index: int, decoded: dict[int, Image.Image] | None = None) -> None:
                 try:
-                    self._store(int(index), source)
+                    self._store(int(index), source, (decoded or {}).get(int(index)))
                 except DataError:
                     self._flags[index] = BAD
 
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(work, todo))
+            with ThreadPoolExecutor(max_workers=workers) as pool, \
+                    track(f"{self.label}: caching", len(todo), "images") as task:
+                if isinstance(source, FileSource) and source.gpu_decoding():
+                    # nvjpeg decodes a batch on the GPU, then the CPU threads prepare it.
+                    for start in range(0, len(todo), NVJPEG_BATCH):
+                        chunk = todo[start: start + NVJPEG_BATCH]
+                        decoded = source.decode_on_gpu(chunk)
+                        for _ in pool.map(lambda i, d=decoded: work(i, d), chunk):
+                            task.advance()
+                else:
+                    for _ in pool.map(work, todo):
+                        task.advance()
             rate = len(todo) / max(time.perf_counter() - started, 1e-9)
             info(f"{self.label}: preprocessed {len(todo)} images ({rate:.0f} images/s)")
         bad = np.flatnonzero(self._flags == BAD).tolist()
@@ -431,6 +519,40 @@ class CachedImageSplit(Dataset):
                                 self.all_ids, keep)
 
 
+# Cache folders this process started from nothing: a command that fails removes those still
+# partial (a 40 GB half-written cache must not outlive the error that stopped it).
+STARTED_HERE: dict[Path, Path] = {}  # cache folder -> its highest folder that was new
+
+
+def discard_partial_caches() -> list[Path]:
+    """Remove the caches this process started that never completed, and the folders made for
+    them if they are left empty; returns the caches removed."""
+    removed = []
+    for directory, top in sorted(STARTED_HERE.items()):
+        if directory.is_dir() and not (directory / "images.u8").exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+            folder = directory.parent
+            while folder == top or top in folder.parents:
+                try:
+                    folder.rmdir()  # only when empty: another process may be using it
+                except OSError:
+                    break
+                folder = folder.parent
+    STARTED_HERE.clear()
+    return removed
+
+
+def _highest_new_folder(directory: Path) -> Path:
+    """The highest folder on the way to ``directory`` that does not exist yet."""
+    top = directory
+    for parent in directory.parents:
+        if parent.exists():
+            break
+        top = parent
+    return top
+
+
 def cached_split(dataset: str, split: str, source: ImageSource, labels: np.ndarray, task: str,
                  ids: Sequence[str], image_size: int, channels: int,
                  skip_bad_images: bool, options: dict[str, Any] | None = None) -> CachedImageSplit:
@@ -453,6 +575,13 @@ def cached_split(dataset: str, split: str, source: ImageSource, labels: np.ndarr
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     cache = ImageCache(cache_root() / dataset / f"{split}-{image_size}px-{key}", len(source),
                        shape, label, meta)
+    if not cache.is_complete():
+        try:
+            check_writable(cache.directory, "The image cache")
+        except OutputPathError as exc:
+            raise DataError(f"{exc} Set TFX_CACHE_DIR to a writable folder.") from None
+        if cache.progress() == 0:
+            STARTED_HERE[cache.directory] = _highest_new_folder(cache.directory)
     if not cache.is_complete() and cache.progress() == len(source) > 0:
         cache.finalize_if_full()
     if cache.is_complete():

@@ -83,6 +83,15 @@ def check_splits(info: DatasetInfo, labels: dict[str, np.ndarray], fix: str) -> 
                      f"of: {shown}; those AUCs will be NaN there.")
         else:
             present = np.unique(np.asarray(values).reshape(len(values), -1)[:, 0])
+            allowed = 2 if info.task == "binary" else len(info.class_names)
+            outside = [v for v in present.tolist() if not (v == int(v) and 0 <= v < allowed)]
+            if outside:
+                count = int(np.isin(np.asarray(values).reshape(len(values), -1)[:, 0],
+                                    outside).sum())
+                raise DataError(f"The {split} split of '{info.name}' has label {outside[0]!r} "
+                                f"({count} image(s) with labels outside 0..{allowed - 1}); "
+                                f"labels must be class indices 0..{allowed - 1}. Fix the labels; "
+                                f"{fix}.")
             for index, name in enumerate(info.class_names):
                 if index not in present:
                     raise DataError(f"Class '{name}' has no images in the {split} split of "

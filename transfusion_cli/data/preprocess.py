@@ -7,34 +7,96 @@ file gives the same model input in both.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from transfusion_cli.errors import DataError
+from transfusion_cli.errors import ConfigError, DataError
 
 RESAMPLE = Image.Resampling.BILINEAR
 # Pixels darker than this fraction of the image's bright level count as background when
 # cropping a fundus photo to its circular field of view.
 FUNDUS_BACKGROUND_FRACTION = 0.08
+# Images above this many pixels are refused before decoding (Pillow's own default limit).
+MAX_PIXELS_ENV = "TFX_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 89_478_485
+# Reduced-scale JPEG decoding (``read_image(min_size=...)``) changes prepared pixels by at most
+# this mean absolute difference in uint8 levels from a full decode (measured 0.8 on a
+# 4752x3168 quality-95 fundus JPEG at 587 px, benchmarks/image_cache.py; tested in
+# tests/test_perf_decode.py): the DCT scaling averages like the resize filter it replaces, but
+# the two are not bit-identical (single pixels on the crop's edge differ by up to ~80).
+DRAFT_TOLERANCE = 2.0
+# check_pixel_count refuses such images with a clear message; Pillow's warning would only add
+# a Python traceback-style line to stderr first.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def read_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file (PNG, JPEG, ...; DICOM through pydicom) fully decoded."""
+def read_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
+    """Open an image file (PNG, JPEG, ...; DICOM through pydicom) fully decoded.
+
+    ``min_size``: a JPEG may be decoded at a reduced DCT scale (1/2, 1/4, 1/8, libjpeg's
+    ``Image.draft``), the smallest whose both sides are still >= ``min_size``: several times
+    faster for full-size photos that are resized down anyway (see ``DRAFT_TOLERANCE``).
+    """
     path = Path(path)
     if path.suffix.lower() == ".dcm":
         from transfusion_cli.data.dicom import read_dicom
 
-        return read_dicom(path)
+        return reject_non_finite(read_dicom(path), path)
     try:
         with Image.open(path) as image:
+            check_pixel_count(image, path)  # from the header, before anything is decoded
+            if min_size and image.format == "JPEG":
+                image.draft(image.mode, (min_size, min_size))
             image.load()
-            return image.copy()
+            decoded = image.copy()
     except FileNotFoundError:
         raise DataError(f"Image {path} does not exist.") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal (> 2x its limit)
+        raise DataError(f"Image {path} is too large to decode safely ({exc}); downscale it or "
+                        "leave it out.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"Cannot read image {path} ({exc}); is it a complete image file?") from exc
+    return reject_non_finite(decoded, path)
+
+
+def max_image_pixels() -> int:
+    """Largest image (width x height) tfx decodes: $TFX_MAX_IMAGE_PIXELS, else Pillow's limit."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if value:
+        try:
+            limit = int(float(value))
+        except ValueError:
+            raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} is not a number; set a pixel count "
+                              "such as 200000000, or unset it.") from None
+        if limit > 0:
+            return limit
+    return int(Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS)
+
+
+def check_pixel_count(image: Image.Image, path: str | os.PathLike) -> None:
+    """A DataError for an image larger than ``max_image_pixels()`` (a decompression bomb: a
+    few hundred KB on disk that decode to gigabytes)."""
+    width, height = image.size
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise DataError(f"Image {path} is {width}x{height} ({width * height / 1e6:.0f} million "
+                        f"pixels), more than tfx decodes ({limit / 1e6:.0f} million; a possible "
+                        f"decompression bomb). Downscale it, or raise {MAX_PIXELS_ENV}.")
+
+
+def reject_non_finite(image: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """A float image with NaN or infinite pixels is a DataError (scaling would turn it into a
+    black image that still gets trained on or predicted)."""
+    if image.mode == "F" or "F" in image.getbands():
+        array = np.asarray(image, dtype=np.float64)
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise DataError(f"Image {path} has {bad} NaN or infinite pixel(s) of "
+                            f"{array.size}; fix or remove the file.")
+    return image
 
 
 def _field_of_view(image: np.ndarray) -> np.ndarray | None:
@@ -68,6 +130,13 @@ def _field_of_view(image: np.ndarray) -> np.ndarray | None:
         return None
     above = np.flatnonzero(gray_values > FUNDUS_BACKGROUND_FRACTION * bright)
     return levels >= above[0] if len(above) else np.zeros(levels.shape, dtype=bool)
+
+
+def field_of_view_fraction(image: np.ndarray) -> float:
+    """Share of pixels inside the fundus field of view (the mask ``fundus_crop`` crops to);
+    0 for a black image. A fundus photo has a dark surround, so well under 1."""
+    mask = _field_of_view(image)
+    return 0.0 if mask is None else float(np.count_nonzero(mask)) / mask.size
 
 
 def fundus_crop(image: np.ndarray) -> np.ndarray:
@@ -117,8 +186,10 @@ def prepare_image(image: Image.Image, image_size: int, channels: int,
 
 def load_prepared(path: str | os.PathLike, image_size: int, channels: int,
                   crop_fundus: bool = False) -> np.ndarray:
-    """Read and prepare one image file (see ``prepare_image``)."""
-    return prepare_image(read_image(path), image_size, channels, crop_fundus)
+    """Read and prepare one image file (see ``prepare_image``); JPEGs are decoded at the
+    smallest DCT scale still >= ``image_size`` on both sides (``read_image``)."""
+    return prepare_image(read_image(path, min_size=image_size), image_size, channels,
+                         crop_fundus)
 
 
 def normalize_array(batch: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]

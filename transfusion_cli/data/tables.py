@@ -102,6 +102,11 @@ def read_table(path: str | os.PathLike) -> Table:
         raise DataError(f"{path} is not a UTF-8 text CSV file ({exc.reason}).") from None
     except csv.Error as exc:
         raise DataError(f"{path} is not a valid CSV file ({exc}).") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; expected a CSV file.") from None
+    if not rows:
+        raise DataError(f"{path} has a header row but no data rows; add one row per image "
+                        "(or point at the complete table).")
     return Table(path, columns, rows, lines)
 
 
@@ -111,3 +116,15 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
     except FileNotFoundError:
         raise DataError(f"{path} does not exist.") from None
+
+
+def reject_duplicates(table: Table, column: str, keys: list | None = None) -> None:
+    """A DataError naming both rows when an entry (``keys``, by default the column's values) is
+    listed twice: its labels would disagree or the same image would count twice."""
+    shown = table.column(column)
+    seen: dict = {}
+    for row, key in enumerate(keys if keys is not None else shown):
+        if key in seen:
+            raise DataError(f"{table.where(row, column)}: image {shown[row]!r} is listed twice "
+                            f"(first on line {table.lines[seen[key]]}); remove one.")
+        seen[key] = row

@@ -9,15 +9,16 @@ takes a fraction of a second instead of seconds. It is deprecated upstream; torc
 (<= 2.14.1) in pyproject.toml, and switching to ``dynamo=True`` means a default opset of 18.
 
 Nothing is written to ``--out`` until every check passed: the files are built in a temporary
-folder next to it and moved into place at the end.
+folder next to it and moved into place at the end. ``--out model.onnx`` is always the fp32
+model; ``--quantize int8`` (or fp16) adds ``model.int8.onnx`` (``model.fp16.onnx``) beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from torch import nn
 from transfusion_cli import __version__
 from transfusion_cli.data.bundles import DatasetInfo, adapt_channels, normalize
 from transfusion_cli.deploy.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from transfusion_cli.deploy.model_card import card_path, export_facts, write_card
 from transfusion_cli.deploy.ort_session import (
     CPU,
     Session,
@@ -41,13 +43,15 @@ from transfusion_cli.deploy.ort_session import (
 )
 from transfusion_cli.deploy.quantize import QUANTIZE_CHOICES, convert_fp16, quantize_int8
 from transfusion_cli.errors import ConfigError, DataError, ExportError
-from transfusion_cli.io import write_json
+from transfusion_cli.io import make_temp_dir, write_json
 from transfusion_cli.models.checkpoint import (
     build_model,
     checkpoint_dataset_info,
     file_sha256,
     load_checkpoint,
 )
+from transfusion_cli.outputs import refuse_overwriting_inputs
+from transfusion_cli.progress import track, track_iter
 
 EXPORTER = "torchscript (torch.onnx.export, dynamo=False)"
 DEFAULT_OPSET = 17
@@ -74,6 +78,8 @@ class ExportSettings:
     data_dir: Path | None = None
     latency_runs: int = 20
     tolerance: float = FP32_TOLERANCE
+    # `tfx evaluate` record for the model card; None: the one beside the checkpoint, if any.
+    evaluation: Path | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot work, before any work is done."""
@@ -115,6 +121,11 @@ class ChannelAdapter(nn.Module):
 def report_path(out: Path) -> Path:
     """``model.onnx`` -> ``model.export.json``."""
     return out.with_suffix(".export.json")
+
+
+def quantized_path(out: Path, precision: str) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx`` (or ``model.fp16.onnx``): beside the fp32 model."""
+    return out.with_suffix(f".{precision}.onnx")
 
 
 # ---------------------------------------------------------------------------- data
@@ -169,10 +180,13 @@ def folder_batches(folder: Path, metadata: ModelMetadata, limit: int,
         raise DataError(f"--calibration-data {folder} holds no image files "
                         f"({', '.join(IMAGE_SUFFIXES)}).")
     files = [files[int(i)] for i in np.random.default_rng(0).permutation(len(files))[:limit]]
-    for start in range(0, len(files), batch_size):
-        arrays = [load_prepared(p, metadata.image_size, metadata.channels, metadata.fundus_crop)
-                  for p in files[start: start + batch_size]]
-        yield normalize_array(np.stack(arrays), metadata.mean, metadata.std)
+    with track("export: int8 calibration", len(files), "images") as task:
+        for start in range(0, len(files), batch_size):
+            arrays = [load_prepared(p, metadata.image_size, metadata.channels,
+                                    metadata.fundus_crop)
+                      for p in files[start: start + batch_size]]
+            yield normalize_array(np.stack(arrays), metadata.mean, metadata.std)
+            task.advance(len(arrays))
 
 
 def calibration_batches(settings: ExportSettings, bundle, info: DatasetInfo,
@@ -194,8 +208,9 @@ def calibration_batches(settings: ExportSettings, bundle, info: DatasetInfo,
         split, label = other.train, f"{source}:train"
     else:
         split, label = bundle.train, f"{info.name}:train"
-    batches = (normalize(images, info).numpy()
-               for images, _ in split_batches(split, limit, shuffle_seed=0))
+    batches = (normalize(images, info).numpy() for images, _ in track_iter(
+        split_batches(split, limit, shuffle_seed=0), "export: int8 calibration",
+        total=min(limit, len(split)), unit="images", weight=lambda batch: len(batch[0])))
     return label, batches
 
 
@@ -314,7 +329,10 @@ def evaluate(sessions: dict[str, Session], split, info: DatasetInfo,
 
     logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
     targets = []
-    for images, target in split_batches(split, limit):
+    count = len(split) if limit is None else min(limit, len(split))
+    for images, target in track_iter(split_batches(split, limit), "export: fp32 vs quantised "
+                                     "metric", total=count, unit="images",
+                                     weight=lambda batch: len(batch[0])):
         batch = normalize(images, info).numpy()
         for name, session in sessions.items():
             logits[name].append(session.run(batch))
@@ -354,6 +372,12 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
     import onnx
 
     settings.validate()
+    outputs = {"--out": settings.out, "The report of --out": report_path(settings.out)}
+    if settings.quantize != "none":
+        outputs["The quantised --out"] = quantized_path(settings.out, settings.quantize)
+    calibration = settings.calibration_data
+    refuse_overwriting_inputs(outputs, inputs=[settings.checkpoint], data_dirs=[
+        settings.data_dir, calibration if calibration and Path(calibration).is_dir() else None])
     started = time.perf_counter()
     checkpoint = load_checkpoint(settings.checkpoint)
     info = checkpoint_dataset_info(checkpoint)
@@ -365,6 +389,9 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
 
     progress(f"building dataset '{info.name}' at {image_size} px for the checks")
     bundle = checkpoint_dataset(checkpoint, info, image_size, settings.data_dir)
+    card_facts = export_facts(settings.checkpoint, checkpoint, info, bundle, sha256, image_size,
+                              settings.evaluation)
+    metadata = dataclasses.replace(metadata, model_card=card_facts)
     images = first_images(bundle, max(PARITY_BATCHES))
     if images.shape[1] != info.channels or images.shape[-1] != image_size:
         raise DataError(f"Dataset '{info.name}' gave {tuple(images.shape[1:])} images; the "
@@ -383,7 +410,7 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
     module = ChannelAdapter(model, in_chans) if in_chans != info.channels else model
 
     settings.out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".tfx-export-", dir=settings.out.parent))
+    workdir = make_temp_dir(settings.out.parent, "export")  # pid in its name: see io.py
     try:
         fp32_path = workdir / "model.fp32.onnx"
         progress(f"exporting {metadata.architecture} with the {EXPORTER} exporter, "
@@ -407,7 +434,7 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
         report["sizes"] = {"fp32_bytes": fp32_path.stat().st_size}
         latency = {"pytorch_fp32": torch_b1,
                    "onnxruntime_fp32": time_session(fp32, onnx_inputs[1], settings.latency_runs)}
-        final_path = fp32_path
+        final_path, written = fp32_path, {"fp32": fp32_path}
         if settings.quantize != "none":
             final_path, quant_report = quantized_copy(settings, workdir, fp32_path, fp32, bundle,
                                                       info, metadata, reference, onnx_inputs,
@@ -419,14 +446,25 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
                                              / fp32_path.stat().st_size, 4)
             latency[f"onnxruntime_{settings.quantize}"] = quant_report.pop("latency")
             report["metric"] = quant_report.pop("metric")
+            written[settings.quantize] = final_path
         report["latency"] = latency
-        written = {p.key: p.value for p in onnx.load(str(final_path)).metadata_props}
-        report["metadata"] = asdict(ModelMetadata.from_props(written, str(final_path)))
+        props = {p.key: p.value for p in onnx.load(str(final_path)).metadata_props}
+        report["metadata"] = asdict(ModelMetadata.from_props(props, str(final_path)))
+        targets = {precision: settings.out if precision == "fp32"
+                   else quantized_path(settings.out, precision) for precision in written}
+        report["files"] = {precision: str(path) for precision, path in targets.items()}
+        report["files"]["report"] = str(report_path(settings.out))
+        report["files"]["model_card"] = str(card_path(settings.out))
         report["wall_time_s"] = round(time.perf_counter() - started, 2)
-        os.replace(final_path, settings.out)
+        # The report is complete before any model moves, so no .onnx is left without it.
+        staged_report = write_json(workdir / "report.json", report)
+        for precision, path in written.items():
+            os.replace(path, targets[precision])
+        os.replace(staged_report, report_path(settings.out))
+        if write_card(settings.out, card_facts) is None:
+            progress(f"left {card_path(settings.out)} alone: tfx did not write it")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    write_json(report_path(settings.out), report)
     return report
 
 

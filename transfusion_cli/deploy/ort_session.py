@@ -25,6 +25,10 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # onnxruntime's logger levels: 2 warning (its default), 4 fatal only.
 ORT_WARNING, ORT_FATAL = 2, 4
+OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                       "all": "ORT_ENABLE_ALL"}
+# onnxruntime's CPU layout transformer (NCHW -> NHWC around int8 convolutions, level "all").
+NHWC_TRANSFORMER = "NhwcTransformer"
 
 
 def cpu_threads() -> int:
@@ -35,12 +39,20 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def session_options(threads: int | None = None):
-    """SessionOptions as described in the module docstring."""
+def session_options(threads: int | None = None, level: str = "all",
+                    optimized_path: Path | None = None):
+    """SessionOptions as described in the module docstring; ``level`` (basic|extended|all)
+    picks the graph optimisation level, ``optimized_path`` saves the optimised graph there."""
     import onnxruntime as ort
 
+    if level not in OPTIMIZATION_LEVELS:
+        raise ConfigError(f"Graph optimisation level {level!r} is not one of "
+                          f"{', '.join(OPTIMIZATION_LEVELS)}.")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               OPTIMIZATION_LEVELS[level])
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or cpu_threads()
     options.inter_op_num_threads = 1
@@ -63,15 +75,20 @@ class Session:
         return self.session.run([self.session.get_outputs()[0].name], feed)[0]
 
 
-def _create(model: str | Path | bytes, providers: list[str], threads: int | None):
+def _create(model: str | Path | bytes, providers: list[str], threads: int | None,
+            tuning: dict[str, Any] | None = None):
     import onnxruntime as ort
 
+    tuning = dict(tuning or {})
+    disabled = tuning.pop("disabled_optimizers", None)
+    options = session_options(threads, **tuning)
     # A provider that fails to load logs errors through onnxruntime's global logger; silence it
     # while the session is created: tfx reports the outcome itself (get_providers()).
     ort.set_default_logger_severity(ORT_FATAL)
     try:
         source = str(model) if isinstance(model, Path) else model
-        return ort.InferenceSession(source, session_options(threads), providers=providers)
+        return ort.InferenceSession(source, options, providers=providers,
+                                    disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         name = model if not isinstance(model, bytes) else "the model"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -91,9 +108,12 @@ def _preload_cuda_libraries() -> None:
 
 
 def create_session(model: str | Path | bytes, provider: str = "auto",
-                   threads: int | None = None) -> Session:
+                   threads: int | None = None, tuning: dict[str, Any] | None = None) -> Session:
     """A session on ``provider`` (auto|cpu|cuda); ``cuda`` fails clearly instead of running on
-    CPU, ``auto`` uses CUDA when it can be created and records why not otherwise."""
+    CPU, ``auto`` uses CUDA when it can be created and records why not otherwise.
+
+    ``tuning`` (benchmarks): ``level``, ``optimized_path`` (see ``session_options``) and
+    ``disabled_optimizers`` (e.g. ``[NHWC_TRANSFORMER]``)."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
@@ -102,16 +122,16 @@ def create_session(model: str | Path | bytes, provider: str = "auto",
         raise ExportError(f"Model file {model} does not exist; pass an .onnx file written by "
                           "`tfx export`.")
     if provider == "cpu":
-        return Session(_create(model, [CPU], threads), CPU)
+        return Session(_create(model, [CPU], threads, tuning), CPU)
     available = ort.get_available_providers()
     if CUDA not in available:
         reason = (f"this onnxruntime build has no {CUDA} (available: {', '.join(available)}); "
                   "install onnxruntime-gpu")
         if provider == "cuda":
             raise ConfigError(f"--provider cuda: {reason}, or use --provider cpu.")
-        return Session(_create(model, [CPU], threads), CPU, reason)
+        return Session(_create(model, [CPU], threads, tuning), CPU, reason)
     _preload_cuda_libraries()
-    session = _create(model, [CUDA, CPU], threads)
+    session = _create(model, [CUDA, CPU], threads, tuning)
     # onnxruntime-gpu silently falls back to CPU when CUDA cannot be created (no GPU, missing
     # CUDA/cuDNN libraries): the providers the session really has are the truth.
     if session.get_providers()[0] == CUDA:

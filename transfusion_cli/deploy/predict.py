@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from transfusion_cli.data.preprocess import normalize_array, prepare_image, read_image
+from transfusion_cli.deploy.input_checks import input_warnings, model_warnings
 from transfusion_cli.deploy.metadata import ModelMetadata
 from transfusion_cli.deploy.ort_session import Session, create_session
 from transfusion_cli.errors import DataError, ExportError, TfxError
@@ -40,6 +41,8 @@ class ImageResult:
     referable_probability: float | None = None
     referable: bool | None = None
     error: str | None = None
+    # Why this prediction may not mean what it seems (synthetic-data model, unlike input).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for --json: failures carry only ``image`` and ``error``."""
@@ -50,6 +53,8 @@ class ImageResult:
         if self.referable_probability is not None:
             data["referable_probability"] = self.referable_probability
             data["referable"] = self.referable
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
         return data
 
 
@@ -76,6 +81,8 @@ class OnnxClassifier:
         props = session.get_modelmeta().custom_metadata_map
         self.metadata = ModelMetadata.from_props(props, source=str(self.path))
         self._check_signature()
+        self.model_warnings = model_warnings(self.metadata)
+        self.input_warnings: dict[str, list[str]] = {}  # per prepared path
 
     def _check_signature(self) -> None:
         """The graph's input and output must be what the metadata describes."""
@@ -103,13 +110,15 @@ class OnnxClassifier:
     def prepare(self, path: str | os.PathLike) -> np.ndarray:
         """Image file -> uint8 (size, size, channels), exactly as the training data are made."""
         meta = self.metadata
-        image = read_image(path)
+        # Reduced-scale JPEG decoding, as the training cache decodes (load_prepared).
+        image = read_image(path, min_size=meta.image_size)
         found = image_channels(image)
         if found != meta.channels:
             kind = {1: "grayscale (1-channel)", 3: "colour (3-channel)"}
             raise DataError(f"{path} is a {kind[found]} image but the model expects "
                             f"{kind[meta.channels]} images; use a model trained on such images "
                             "or convert the file.")
+        self.input_warnings[str(path)] = input_warnings(image, meta)
         return prepare_image(image, meta.image_size, meta.channels, meta.fundus_crop)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -162,12 +171,27 @@ class OnnxClassifier:
                     slots.append(ImageResult(image=path, error=message))
             if prepared:
                 order = sorted(prepared)
-                probs = probabilities(self.logits(np.stack([prepared[i] for i in order])),
-                                      self.metadata.task)
+                logits = self.logits(np.stack([prepared[i] for i in order]))
+                probs = probabilities(logits, self.metadata.task)
                 for row, index in enumerate(order):
-                    slots[index] = self.describe(chunk[index], probs[row])
+                    if not np.isfinite(logits[row]).all():  # never a diagnosis from NaN
+                        slots[index] = ImageResult(image=chunk[index], error=(
+                            f"{chunk[index]}: the model's output is not finite "
+                            f"({_non_finite(logits[row])}); no prediction. Check the image, "
+                            "or re-export the model from a checkpoint with finite weights."))
+                    else:
+                        slots[index] = self.describe(chunk[index], probs[row])
+                        slots[index].warnings = [*self.model_warnings,
+                                                 *self.input_warnings.pop(chunk[index], [])]
             results.extend(slot for slot in slots if slot is not None)
         return results
+
+
+def _non_finite(values: np.ndarray) -> str:
+    """"NaN" / "inf" / "NaN and inf" for a row of outputs that is not finite."""
+    kinds = [name for name, bad in (("NaN", np.isnan(values).any()),
+                                    ("inf", np.isinf(values).any())) if bad]
+    return " and ".join(kinds)
 
 
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:

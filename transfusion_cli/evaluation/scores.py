@@ -181,3 +181,14 @@ def is_better(value: float, best: float | None) -> bool:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return False
     return best is None or (isinstance(best, float) and math.isnan(best)) or value > best
+
+
+def metric_names(info: DatasetInfo) -> list[str]:
+    """The validation metrics ``compute_metrics`` reports for ``info``'s task (higher is
+    better for every one; the losses are logged beside them)."""
+    if info.task == "multiclass":
+        return ["auc", "accuracy", "kappa"] + (
+            ["referable_auc"] if info.referable_threshold is not None else [])
+    if info.task == "multilabel":
+        return [f"auc/{name}" for name in info.class_names] + ["mean_auc"]
+    return ["auc", "sensitivity", "specificity", "threshold"]

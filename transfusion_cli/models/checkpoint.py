@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,11 @@ from transfusion_cli.io import atomic_write
 
 FORMAT = "tfx-checkpoint"
 FORMAT_VERSION = 1
+# Bounds on what a checkpoint may ask to build: a corrupt or hostile file must not make tfx
+# allocate gigabytes. Far above any real medical-imaging model.
+MAX_CLASSES = 100_000
+MAX_IN_CHANS = 64
+MAX_IMAGE_SIZE = 8192
 
 
 def make_checkpoint(model: nn.Module, arch_name: str, info: DatasetInfo, *,
@@ -55,21 +62,106 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
     """Load and validate a tfx checkpoint with ``weights_only=True``."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a folder; pass the .pt file inside a run "
+                              "folder (e.g. RUN/checkpoints/best.pt).")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; pass the path of a .pt file "
                               "written by `tfx fit` (RUN/checkpoints/best.pt).")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"Cannot read {path} as a tfx checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]}); is the file complete?") from exc
+    checkpoint = torch_load_safely(path, "tfx checkpoint", map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tfx checkpoint (no format='{FORMAT}' key); "
                               "use a file written by `tfx fit`.")
-    if checkpoint.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {checkpoint['format_version']}, "
-                              f"newer than this tfx ({FORMAT_VERSION}); upgrade tfx.")
+    validate_checkpoint(checkpoint, path)
     return checkpoint
+
+
+def torch_load_safely(path: Path, what: str, map_location: str = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with every failure as one CheckpointError line."""
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a {what}; it was not written "
+                              "completely. Use another copy of it.")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False; tfx never repeats that advice.
+        reasons = [line.strip() for line in str(exc).splitlines() if line.strip()
+                   and not line.startswith(("Weights only load failed", "Please file",
+                                            "Check the documentation"))]
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if blocked is None:
+            reason = reasons[0] if reasons else "not a pickle torch can read"
+            raise CheckpointError(f"Cannot read {what} {path} ({reason.rstrip('.')}); is it a "
+                                  "complete file written by torch.save?") from None
+        culprit = f" (it refers to {blocked.group(1)})"
+        raise CheckpointError(f"Refused to load {path}: it holds Python objects that could run "
+                              f"code{culprit}, not only tensors. tfx loads only plain tensor "
+                              f"files; use a {what} from a source you trust.") from None
+    except Exception as exc:
+        raise CheckpointError(f"Cannot read {what} {path} ({describe_load_error(exc)}); "
+                              "is the file complete and written by torch.save?") from None
+
+
+def describe_load_error(exc: Exception) -> str:
+    """A short description of a load failure: type and first line, cut at a word boundary."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no details"
+    if len(text) > 120:
+        text = text.split(". ")[0].rstrip(".")
+    if len(text) > 120:
+        text = text[:120].rsplit(" ", 1)[0] + " ..."
+    return f"{type(exc).__name__}: {text}"
+
+
+def _require(ok: bool, path: Path, problem: str) -> None:
+    if not ok:
+        raise CheckpointError(f"{path} is a malformed tfx checkpoint: {problem}. Use an unedited "
+                              "checkpoint written by `tfx fit`.")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    """Check, with bounds, every field the readers use before anything is built from it."""
+    version = checkpoint.get("format_version")
+    _require(_is_int(version) and version >= 1, path,
+             f"format_version is {version!r}, not a positive integer")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}, newer than this tfx "
+                              f"({FORMAT_VERSION}); upgrade tfx.")
+    arch = checkpoint.get("arch")
+    _require(isinstance(arch, dict), path, "the 'arch' entry is missing")
+    _require(isinstance(arch.get("name"), str) and bool(arch["name"]), path,
+             "arch.name is missing")
+    for key, high in (("num_classes", MAX_CLASSES), ("in_chans", MAX_IN_CHANS)):
+        value = arch.get(key)
+        _require(_is_int(value) and 1 <= value <= high, path,
+                 f"arch.{key} is {value!r}, not an integer in 1..{high}")
+    dataset = checkpoint.get("dataset")
+    _require(isinstance(dataset, dict), path, "the 'dataset' entry is missing")
+    try:
+        info = DatasetInfo.from_dict(dataset)
+    except Exception as exc:  # missing or unknown keys, wrong types, DatasetInfo's own checks
+        _require(False, path, f"its 'dataset' entry is not a dataset description "
+                              f"({describe_load_error(exc)})")
+    _require(_is_int(info.channels) and 1 <= info.channels <= MAX_IN_CHANS, path,
+             f"dataset.channels is {info.channels!r}, not an integer in 1..{MAX_IN_CHANS}")
+    _require(_is_int(info.image_size) and 1 <= info.image_size <= MAX_IMAGE_SIZE, path,
+             f"dataset.image_size is {info.image_size!r}, not an integer in 1..{MAX_IMAGE_SIZE}")
+    _require(info.num_outputs == arch["num_classes"], path,
+             f"the dataset has {info.num_outputs} outputs but arch.num_classes is "
+             f"{arch['num_classes']}")
+    state = checkpoint.get("state_dict")
+    _require(isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()),
+             path, "state_dict is missing or holds something other than tensors")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path} holds non-finite weights: {bad} of {tensor.numel()} "
+                                  f"values of '{key}' are NaN or infinite (training diverged "
+                                  "before it was saved?). Use an earlier checkpoint.")
 
 
 def checkpoint_dataset_info(checkpoint: dict[str, Any]) -> DatasetInfo:

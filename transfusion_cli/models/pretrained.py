@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from transfusion_cli.errors import CheckpointError
-from transfusion_cli.models.blocks import model_blocks, state_keys_by_block
+from transfusion_cli.models.blocks import state_keys_by_block
 from transfusion_cli.registry import InitContext
 
 OFFLINE_ENV = ("TFX_OFFLINE", "HF_HUB_OFFLINE")
@@ -97,14 +97,22 @@ def timm_pretrained_cfg(model: nn.Module, pretrained: str | None) -> dict[str, A
 
 def read_tfx_checkpoint(path: Path) -> dict[str, Any] | None:
     """The tfx checkpoint at ``path``, or None when the file is some other weight file."""
+    from transfusion_cli.models.checkpoint import describe_load_error, torch_load_safely
+
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:  # reads only the header: a truncated or garbage file fails here, not in timm
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:
+            raise CheckpointError(f"Cannot read weights file {path} as .safetensors "
+                                  f"({describe_load_error(exc)}); is the file complete?") from None
         return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"Cannot read weights file {path} ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160]}); is it a complete .pt/.pth "
-                              "or .safetensors file?") from exc
+    data = torch_load_safely(path, "weights file")
+    if not isinstance(data, dict) or not data:
+        raise CheckpointError(f"Weights file {path} holds no state dict ({type(data).__name__}); "
+                              "pass a tfx checkpoint or a timm .pth/.safetensors weight file.")
     if isinstance(data, dict) and data.get("format") == "tfx-checkpoint":
         from transfusion_cli.models.checkpoint import load_checkpoint
 
@@ -295,9 +303,3 @@ def copy_into(model: nn.Module, state: dict[str, torch.Tensor], keys: list[str])
     with torch.no_grad():
         for key in keys:
             own[key].copy_(state[key])
-
-
-def block_of_keys(model: nn.Module) -> dict[str, str]:
-    """state_dict key -> block name."""
-    model_blocks(model)  # raises a clear error for a model without blocks
-    return {key: block for block, keys in state_keys_by_block(model).items() for key in keys}

@@ -34,11 +34,7 @@ from transfusion_cli.similarity.minibatch_cka import (
 from transfusion_cli.similarity.result import MetricResult, SimilarityError, SimilarityWarning
 from transfusion_cli.similarity.streaming import Moments, PairStats, moments
 
-# Metrics that need more data points than neurons (n > max(p, q)).
-CCA_FAMILY = frozenset({"cca", "svcca", "pwcca"})
-
 __all__ = [
-    "CCA_FAMILY",
     "DEFAULT_RANK_TOL",
     "DEFAULT_VARIANCE",
     "MetricResult",

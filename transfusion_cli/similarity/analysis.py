@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from transfusion_cli.errors import TfxError
-from transfusion_cli.similarity import CCA_FAMILY
+from transfusion_cli.progress import track
 from transfusion_cli.similarity.activations import (
     MIN_POINTS_PER_NEURON,
     BlockCapture,
@@ -28,9 +28,6 @@ from transfusion_cli.similarity.activations import (
 from transfusion_cli.similarity.report import checkpoint_label
 from transfusion_cli.similarity.result import MetricResult, SimilarityError
 from transfusion_cli.similarity.streaming import PairStats
-
-# Built-in moment metrics that need only the scatter matrices.
-MOMENTS_WITHOUT_ROW_NORMS = frozenset({"cca", "svcca", "pwcca", "cka"})
 
 
 @dataclass
@@ -123,13 +120,14 @@ class _PairState:
     def __init__(self, layers: tuple[str, str], plan: PointPlan, metrics: Sequence[Any],
                  seed: int, baseline: bool):
         self.layers, self.plan = layers, plan
+        self.point_hungry = [s.name for s in metrics if s.needs_more_points_than_neurons]
         self.sampler = PositionSampler(plan, seed)
         self.moment_specs = [s for s in metrics if s.from_moments is not None]
         self.batched = {s.name: s.accumulator() for s in metrics
                         if s.from_moments is None and s.accumulator is not None}
         self.plain = [s for s in metrics if s.from_moments is None and s.accumulator is None]
         # Row-norm sums are for debiased CKA (and any plugin metric that may use them).
-        needs_debiased = any(s.name not in MOMENTS_WITHOUT_ROW_NORMS for s in self.moment_specs)
+        needs_debiased = any(s.needs_row_norms for s in self.moment_specs)
         self.stats = (PairStats(debiased=needs_debiased, null_seed=seed if baseline else None)
                       if self.moment_specs else None)
         self.points_a: list[torch.Tensor] = []
@@ -180,20 +178,28 @@ class _PairState:
                                       else MetricResult(float(value)))
         notes = []
         neurons = max(self.plan.neurons_a, self.plan.neurons_b)
-        cca_family = sorted(set(metrics) & CCA_FAMILY)
-        if cca_family and self.plan.points < MIN_POINTS_PER_NEURON * neurons:
+        hungry = sorted(self.point_hungry)
+        if hungry and self.plan.points < MIN_POINTS_PER_NEURON * neurons:
             notes.append(f"{self.plan.points} data points for {neurons} neurons (less than "
-                         f"{MIN_POINTS_PER_NEURON}x): {', '.join(cca_family)} values are inflated; "
+                         f"{MIN_POINTS_PER_NEURON}x): {', '.join(hungry)} values are inflated; "
                          "use more --samples")
         return PairResult(self.layers[0], self.layers[1], self.plan, metrics, null, notes)
 
 
-def _check_points(plan: PointPlan, layers: tuple[str, str], metrics: Sequence[Any]) -> None:
-    """Fail before the pass when a CCA-family metric could not be computed."""
-    needing = [s.name for s in metrics if s.name in CCA_FAMILY]
+def _check_points(plan: PointPlan, layers: tuple[str, str], metrics: Sequence[Any],
+                  available: int | None = None) -> None:
+    """Fail before the pass when a metric that needs more points than neurons could not be
+    computed (``available``: images in the whole probe split)."""
+    needing = [s.name for s in metrics if s.needs_more_points_than_neurons]
     neurons = max(plan.neurons_a, plan.neurons_b)
     if needing and plan.points <= neurons:
         enough = neurons // plan.per_input + 1
+        if available is not None and enough > available:
+            raise SimilarityError(
+                f"Layer {layers[0]}: the probe split has only {available} images, too few for "
+                f"{', '.join(needing)} here ({neurons} neurons need {enough} images at "
+                f"{plan.per_input} positions each); probe a larger split (e.g. --split train), "
+                "keep more positions with --spatial, or use --metric cka.")
         raise SimilarityError(
             f"Layer {layers[0]}: {plan.points} data points ({plan.inputs} inputs x "
             f"{plan.per_input} positions) for {neurons} neurons; {', '.join(needing)} need more "
@@ -206,7 +212,8 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[tor
                    pairs: Sequence[tuple[str, str]], metrics: Sequence[Any], inputs: int,
                    spatial: int | None = None, max_points: int = 50_000, seed: int = 0,
                    baseline: bool = False,
-                   progress: Callable[[int], None] | None = None) -> list[PairResult]:
+                   progress: Callable[[int], None] | None = None,
+                   available: int | None = None) -> list[PairResult]:
     """Similarity of each (layer of A, layer of B) pair over ``batches`` of uint8 images.
 
     Both models see every batch (``prepare_*`` normalise it for each), in eval mode, under
@@ -222,7 +229,8 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[tor
     model_b.eval()
     seen = 0
     with BlockCapture(model_a, layers_a) as capture_a, BlockCapture(model_b, layers_b) as \
-            capture_b, torch.inference_mode(), full_precision():
+            capture_b, torch.inference_mode(), full_precision(), \
+            track("similarity: activations", inputs, "images") as task:
         for images in batches:
             device_type = images.device.type
             with torch.autocast(device_type=device_type, enabled=False):
@@ -233,11 +241,12 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[tor
                 for index, (la, lb) in enumerate(pairs):
                     plan = plan_points(as_map(outputs_a[la], la), as_map(outputs_b[lb], lb),
                                        inputs, spatial, max_points)
-                    _check_points(plan, (la, lb), metrics)
+                    _check_points(plan, (la, lb), metrics, available)
                     states.append(_PairState((la, lb), plan, metrics, seed + index, baseline))
             for state in states:
                 state.update(outputs_a[state.layers[0]], outputs_b[state.layers[1]])
             seen += images.shape[0]
+            task.advance(images.shape[0])
             if progress is not None:
                 progress(seen)
     if states is None:

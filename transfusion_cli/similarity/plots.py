@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from transfusion_cli.errors import ConfigError
 from transfusion_cli.io import atomic_write
 
 
@@ -22,8 +23,28 @@ class Curve:
     values: dict[str, list[float]]  # metric -> one value per layer
 
 
+# Figure formats by file suffix (matplotlib's Agg, PDF and SVG backends; JPEG through Pillow).
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg",
+                  ".tif": "tiff", ".tiff": "tiff", ".webp": "webp"}
+
+
+def figure_format(path: str | os.PathLike, flag: str = "--plot") -> str:
+    """The format ``path``'s suffix names; any other suffix is a ConfigError (the file would
+    otherwise hold PNG bytes under a .jpg name)."""
+    suffix = Path(path).suffix.lower()
+    if Path(path).is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; give a file name such as "
+                          f"{Path(path) / 'figure.png'}.")
+    if suffix not in FIGURE_FORMATS:
+        raise ConfigError(f"{flag} {path}: cannot tell the image format from the suffix "
+                          f"{suffix or '(none)'}; end the name in one of "
+                          f"{', '.join(FIGURE_FORMATS)}.")
+    return FIGURE_FORMATS[suffix]
+
+
 def _save(fig, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
+    image_format = figure_format(path)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=image_format, dpi=120,
                                                       bbox_inches="tight"))
 
 

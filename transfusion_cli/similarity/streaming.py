@@ -7,6 +7,10 @@ first batch), which keeps post-ReLU activations with large means free of cancell
 result equals the in-memory computation to rounding, with memory (p + q)² · 8 bytes whatever
 the number of data points. Batches may be numpy arrays or torch tensors (accumulated on the
 tensor's device, e.g. CUDA, in float64; finalised on the CPU).
+
+``products="float32"`` computes each batch's products in float32 (several times faster on GPUs
+whose float64 is slow) and still sums batches in float64; its error against float64 is
+measured by ``benchmarks/similarity_device.py`` and tests/test_perf_similarity.py.
 """
 
 from __future__ import annotations
@@ -50,23 +54,25 @@ class Moments:
         """Whether the row-norm sums for debiased CKA were accumulated."""
         return self.sum_ab is not None
 
-    def swapped(self) -> Moments:
-        """The same statistics with X and Y exchanged."""
-        return Moments(self.n, self.mean_y, self.mean_x, self.syy, self.sxx, self.sxy.T.copy(),
-                       self.sum_bb, self.sum_aa, self.sum_ab)
+
+PRODUCT_PRECISIONS = ("float64", "float32")
 
 
-def _as_batch(value: Any, name: str, backend: str | None) -> tuple[Any, str]:
-    """A float64 2-D batch, kept on its torch device or as numpy, and its backend name."""
+def _as_batch(value: Any, name: str, backend: str | None, products: str = "float64"
+              ) -> tuple[Any, str]:
+    """A float64 (or ``products``) 2-D batch, kept on its torch device or as numpy, and its
+    backend name."""
     if is_torch(value):
         import torch
 
         if value.ndim != 2:
             raise SimilarityError(f"{name} batch has shape {tuple(value.shape)}; expected 2-D "
                                   "(data points, neurons).")
-        batch, kind = value.detach().to(torch.float64), "torch"
+        batch, kind = value.detach().to(getattr(torch, products)), "torch"
     else:
         batch, kind = to_numpy64(value, name), "numpy"
+        if products == "float32":
+            batch = batch.astype(np.float32)
     if backend is not None and kind != backend:
         raise SimilarityError(f"{name} batch is {kind} but earlier batches were {backend}; "
                               "feed one kind throughout.")
@@ -89,10 +95,17 @@ class PairStats:
     ``debiased``: also accumulate the row-norm sums debiased CKA needs (cheap: O(n(p+q))).
     ``null_seed``: also accumulate a null cross-scatter with Y's rows permuted within each
     batch (seeded), for an "unpaired" baseline: ``finalize(null=True)``.
+    ``products``: precision of each batch's products, float64 (exact to rounding) or float32
+    (summed across batches in float64; see the module docstring).
     """
 
-    def __init__(self, debiased: bool = True, null_seed: int | None = None):
+    def __init__(self, debiased: bool = True, null_seed: int | None = None,
+                 products: str = "float64"):
+        if products not in PRODUCT_PRECISIONS:
+            raise SimilarityError(f"products={products!r} is not one of "
+                                  f"{', '.join(PRODUCT_PRECISIONS)}.")
         self.debiased = debiased
+        self.products = products
         self.null_seed = null_seed
         self._rng = np.random.default_rng(null_seed) if null_seed is not None else None
         self.n = 0
@@ -102,8 +115,8 @@ class PairStats:
 
     def update(self, x: Any, y: Any) -> None:
         """Add one batch of paired rows: x (m, p), y (m, q)."""
-        x, backend = _as_batch(x, "x", self._backend)
-        y, _ = _as_batch(y, "y", backend)
+        x, backend = _as_batch(x, "x", self._backend, self.products)
+        y, _ = _as_batch(y, "y", backend, self.products)
         if x.shape[0] != y.shape[0]:
             raise SimilarityError(f"x batch has {x.shape[0]} rows but y batch has {y.shape[0]}.")
         if x.shape[0] == 0:
@@ -134,6 +147,7 @@ class PairStats:
                 perm = torch.as_tensor(perm, device=v.device)
             terms["suv_null"] = u.T @ v[perm]
         for key, value in terms.items():
+            value = _float64(value)
             if key in self._acc:
                 self._acc[key] += value
             else:
@@ -187,6 +201,15 @@ class PairStats:
             moments.sum_aa, moments.sum_bb, moments.sum_ab = (
                 float(moments.sum_aa), float(moments.sum_bb), float(moments.sum_ab))
         return moments
+
+
+def _float64(value: Any) -> Any:
+    """A batch term in float64 on its device (a no-op for float64 products)."""
+    if is_torch(value):
+        import torch
+
+        return value.to(torch.float64)
+    return np.asarray(value, dtype=np.float64)
 
 
 def _torch_cat(tensors: tuple[Any, Any], dim: int) -> Any:

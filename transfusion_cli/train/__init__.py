@@ -1,8 +1,25 @@
-"""Training: ``fit(FitConfig) -> FitResult`` writes a run folder; ``evaluate`` scores a model."""
+"""Training: ``fit(FitConfig) -> FitResult`` writes a run folder; ``evaluate`` scores a model.
 
-from transfusion_cli.train.config import FitConfig, load_config_file, resolve_config, resume_config
-from transfusion_cli.train.evaluation import evaluate, predict_logits, task_loss
-from transfusion_cli.train.loop import FitResult, fit
+The names below are imported on first use, so that importing a light submodule (the
+settings that the CLI declares its flags from) does not import torch: `tfx predict` and
+`tfx --version` stay torch-free.
+"""
 
-__all__ = ["FitConfig", "FitResult", "evaluate", "fit", "load_config_file", "predict_logits",
-           "resolve_config", "resume_config", "task_loss"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FitConfig": "config", "load_config_file": "config", "resolve_config": "config",
+    "resume_config": "config", "evaluate": "evaluation", "predict_logits": "evaluation",
+    "task_loss": "evaluation", "FitResult": "loop", "fit": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from transfusion_cli.data.build import build_dataset
 from transfusion_cli.data.bundles import DatasetBundle, dataset_labels
+from transfusion_cli.data.learnable import check_learnable
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.train.config import FitConfig
 from transfusion_cli.train.distributed import DistContext, shard_indices
@@ -43,12 +44,15 @@ def train_subset_indices(labels: np.ndarray, size: int, task: str, seed: int) ->
 
 
 def training_split(bundle: DatasetBundle, config: FitConfig) -> Dataset:
-    """The training split, cut to --train-size when given."""
-    if config.train_size is None:
-        return bundle.train
+    """The training split, cut to --train-size when given; labels nothing can be learned from
+    are a DataError here, before training."""
     labels = dataset_labels(bundle.train)
-    return Subset(bundle.train, train_subset_indices(labels, config.train_size,
-                                                     bundle.info.task, config.data_seed).tolist())
+    if config.train_size is None:
+        check_learnable(labels, bundle.info)
+        return bundle.train
+    indices = train_subset_indices(labels, config.train_size, bundle.info.task, config.data_seed)
+    check_learnable(labels[indices], bundle.info, f"--train-size {config.train_size} training")
+    return Subset(bundle.train, indices.tolist())
 
 
 def loader_kwargs(workers: int, pin_memory: bool) -> dict:
@@ -60,10 +64,21 @@ def loader_kwargs(workers: int, pin_memory: bool) -> dict:
 
 
 def train_loader(dataset: Dataset, config: FitConfig, ctx: DistContext, workers: int,
-                 pin_memory: bool) -> tuple[DataLoader, EpochBatchSampler]:
-    """A loader whose batch order is set by ``EpochBatchSampler.set_position``."""
+                 pin_memory: bool, image_size: int | None = None
+                 ) -> tuple[DataLoader, EpochBatchSampler]:
+    """A loader whose batch order is set by ``EpochBatchSampler.set_position``; with
+    ``config.augment`` other than none, each image is augmented under its own seed."""
+    from transfusion_cli.train.augment import AugmentedSplit, make_augmentation
+
+    transform = None
+    if config.augment not in (None, "none"):
+        if image_size is None:
+            image_size = int(dataset[0][0].shape[-1])
+        transform = make_augmentation(config.augment, image_size)
+    if transform is not None:
+        dataset = AugmentedSplit(dataset, transform)
     sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, ctx.rank,
-                                ctx.world_size)
+                                ctx.world_size, augment=transform is not None)
     if sampler.batches_per_epoch == 0:
         raise ConfigError(f"The training set has {len(dataset)} examples, fewer than one batch of "
                           f"{config.batch_size * ctx.world_size}; lower --batch-size.")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -16,13 +18,20 @@ import torch
 from torch import nn
 
 from transfusion_cli.console import info as log
+from transfusion_cli.console import warn
 from transfusion_cli.data.bundles import DatasetInfo, normalize
 from transfusion_cli.errors import TrainingError
 from transfusion_cli.evaluation.scores import compute_metrics, is_better, metric_values
-from transfusion_cli.io import append_jsonl
+from transfusion_cli.io import append_jsonl, check_writable
 from transfusion_cli.registry import InitContext, get
 from transfusion_cli.train import snapshots as ckpt
-from transfusion_cli.train.config import RESUMABLE_CHANGES, FitConfig, resume_config
+from transfusion_cli.train.choices import resolve_augment, run_choices
+from transfusion_cli.train.config import (
+    RESUMABLE_CHANGES,
+    FitConfig,
+    load_config_file,
+    resume_config,
+)
 from transfusion_cli.train.distributed import (
     DistContext,
     all_reduce_sum,
@@ -46,8 +55,10 @@ from transfusion_cli.train.rundir import (
     write_environment,
     write_split,
 )
+from transfusion_cli.train.runlock import RunLock
 from transfusion_cli.train.runtime import Runtime, default_workers, make_runtime, select_device
 from transfusion_cli.train.state import seed_everything
+from transfusion_cli.train.tracking import Tracker, check_tracker, open_tracker, scalars
 
 
 @dataclass
@@ -114,6 +125,8 @@ class Trainer:
         self.show_progress = show_progress and self.ctx.is_main
         self.session_images, self.session_time = 0, 0.0
         self.saved_step = 0  # step of the last.pt on disk
+        self.tracker: Tracker | None = None  # --log tensorboard|mlflow, rank 0 only
+        self.lock: RunLock | None = None  # rank 0 holds the run folder for the whole fit
 
     # ----- setup -------------------------------------------------------------------------
     def build(self) -> None:
@@ -146,8 +159,11 @@ class Trainer:
             default_workers(self.runtime.device)
         pin = self.runtime.device.type == "cuda"
         self.train_set = training_split(self.bundle, config)
-        self.loader, self.sampler = train_loader(self.train_set, config, ctx, workers, pin)
+        config.augment = resolve_augment(config)  # saved resolved: a resume augments the same
+        self.loader, self.sampler = train_loader(self.train_set, config, ctx, workers, pin,
+                                                 self.info.image_size)
         self.val_loader = eval_loader(self.bundle.val, config.batch_size, ctx, workers, pin)
+        self.test_loader = self._test_loader(workers, pin)
         self.steps_per_epoch = self.sampler.batches_per_epoch
         self.total_steps = config.steps or config.epochs * self.steps_per_epoch
         self.eval_every = config.eval_every or self.steps_per_epoch
@@ -167,20 +183,36 @@ class Trainer:
                 config.scheduler == "cosine" else 0
             if ctx.is_main:
                 truncate_metrics(self.run, self.state.step)
+                self._record_resume()
         elif ctx.is_main:
             self._write_run_files()
+        if ctx.is_main:
+            self.tracker = open_tracker(config.log, self.run.root)
+            if self.tracker is not None:
+                self.tracker.log_params(config.to_dict())
         self.model: nn.Module = model
         if ctx.enabled:
             device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def unused_new_run(self) -> Path | None:
+        """The run folder this fit created if it failed before finishing one step, else None."""
+        run, state = getattr(self, "run", None), getattr(self, "state", None)
+        if run is None or self.config.resume or not self.ctx.is_main:
+            return None
+        return run.root if state is None or state.step == 0 else None
 
     def _run_dir(self) -> RunDir:
         """Rank 0 creates (or reopens) the run folder and tells the others where it is."""
         answer: tuple[str | None, str | None] = (None, None)
         if self.ctx.is_main:
             try:
-                root = resolve_resume_dir(self.config.resume) if self.config.resume else \
-                    prepare_run_dir(self.config).root
+                if self.config.resume:
+                    root = resolve_resume_dir(self.config.resume)
+                    self.lock = RunLock(root).acquire()
+                else:
+                    run, self.lock = prepare_run_dir(self.config)
+                    root = run.root
                 answer = (str(root), None)
             except Exception as exc:
                 answer = (None, str(exc))
@@ -194,13 +226,49 @@ class Trainer:
     def _write_run_files(self) -> None:
         config_dict = self.config.to_dict()
         write_config(self.run, self.config)
-        write_environment(self.run, environment(self.config, self.runtime.device,
-                                                self.ctx.world_size, self.runtime.describe()))
+        env = environment(self.config, self.runtime.device, self.ctx.world_size,
+                          self.runtime.describe())
+        env["choices"] = run_choices(self.config, self.parts.model)
+        write_environment(self.run, env)
         write_split(self.run, self.bundle.split_manifest)
         ckpt.save(ckpt.weights_checkpoint(self.parts.model, self.config.arch, self.info,
                                           self.in_chans, self.init_entry, config_dict),
                   self.run.init_ckpt)
         self._save_last()
+
+    def _record_resume(self) -> None:
+        """config.yaml takes the plan this resume trains to (rerunning it trains what the run
+        ends up as); env.json lists every resume: when, from which step, what changed."""
+        saved = load_config_file(self.run.config)
+        env = environment(self.config, self.runtime.device, self.ctx.world_size,
+                          self.runtime.describe())
+        env.update(from_step=self.state.step, total_steps=self.total_steps,
+                   changed={k: {"before": saved.get(k), "now": getattr(self.config, k)}
+                            for k in sorted(RESUMABLE_CHANGES - {"resume"})
+                            if saved.get(k) != getattr(self.config, k)})
+        write_environment(self.run, env)
+        write_config(self.run, self.config)
+
+    def _test_loader(self, workers: int, pin: bool):
+        """The test split's loader when ``eval_test`` asks for test scores along training."""
+        if not self.config.eval_test:
+            return None
+        test = self.bundle.test
+        if test is None or len(test) == 0:
+            if self.ctx.is_main:
+                warn(f"--eval-test: {self.info.name} has no test split; scoring validation "
+                     "only.")
+            return None
+        return eval_loader(test, self.config.batch_size, self.ctx, workers, pin)
+
+    def _test_scores(self) -> dict[str, Any]:
+        """``test/<metric>`` of the current weights on the test split (all ranks)."""
+        logits, targets = predict_logits(unwrap(self.model), self.test_loader, self.info,
+                                         self.runtime, self.in_chans)
+        logits, targets = gather_arrays(self.ctx, logits), gather_arrays(self.ctx, targets)
+        scores = metric_values(compute_metrics(logits, targets, self.info))
+        scores["loss"] = loss_of(logits, targets, self.info.task)
+        return {f"test/{key}": value for key, value in scores.items()}
 
     # ----- checkpoints ---------------------------------------------------------------------
     def _checkpoint(self) -> dict[str, Any]:
@@ -239,6 +307,8 @@ class Trainer:
             "images_per_s": images_per_s,
             "val_examples": int(len(logits)),
         }
+        if self.test_loader is not None:
+            record.update(self._test_scores())
         for key in ("nan_reasons", "notes"):
             if metrics.get(key):
                 record[key] = metrics[key]
@@ -249,6 +319,8 @@ class Trainer:
         self.state.last_record = record
         if self.ctx.is_main:
             append_jsonl(self.run.metrics, record)
+            if self.tracker is not None:
+                self.tracker.log_metrics(scalars(record), record["step"])
             if improved:  # best.pt before last.pt: a kill in between re-creates the same best
                 ckpt.save(self._checkpoint(), self.run.best_ckpt)
             self._save_last()
@@ -304,6 +376,8 @@ class Trainer:
             raise
         finally:
             progress.close()
+            if self.tracker is not None:
+                self.tracker.close()
         return self._result()
 
     def _account(self, steps: int, since: float) -> float:
@@ -349,11 +423,24 @@ class Trainer:
         summed, bad_counts, stop_count = flags[:n], flags[n:2 * n], float(flags[-1])
         if bad_counts.sum() > 0:
             first = step - n + 1 + int(torch.nonzero(bad_counts)[0])
-            raise TrainingError(
-                f"Loss became non-finite at step {first}; training stopped. The last good "
-                f"checkpoint is {self.run.last_ckpt} (step {self.saved_step}). Lower --lr "
-                f"(now {self.config.lr:g}) or check the data for broken images.")
-        return (summed / self.ctx.world_size).tolist(), stop_count > 0
+            self._stop_diverged(first, "became non-finite")
+        losses = (summed / self.ctx.world_size).tolist()
+        if self.state.first_loss is None:
+            self.state.first_loss = losses[0]
+        bound = divergence_bound(self.state.first_loss, self.info)
+        for offset, value in enumerate(losses):
+            if value > bound:
+                self._stop_diverged(step - n + 1 + offset,
+                                    f"diverged ({value:.3g}, over {DIVERGENCE_FACTOR:g}x its "
+                                    f"first value {self.state.first_loss:.3g})")
+        return losses, stop_count > 0
+
+    def _stop_diverged(self, step: int, what: str) -> None:
+        """The one message for a loss that is not finite or has blown up, whatever optimiser."""
+        raise TrainingError(
+            f"Loss {what} at step {step}; training stopped. The last good checkpoint is "
+            f"{self.run.last_ckpt} (step {self.saved_step}). Lower --lr (now "
+            f"{self.config.lr:g}) or check the data for broken images.")
 
     def _announce(self, progress: Progress) -> None:
         config, info = self.config, self.info
@@ -364,7 +451,9 @@ class Trainer:
             f"{len(self.bundle.val)} val images, {info.image_size} px, {info.task}) on "
             f"{self.runtime.describe()}{world}; {self.total_steps} steps "
             f"({self.total_steps / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch}), "
-            f"batch {config.batch_size}, selecting best by {info.selection_metric} -> "
+            f"batch {config.batch_size}, {config.scheduler} lr"
+            f"{f' after {config.warmup_steps} warm-up steps' if config.warmup_steps else ''}, "
+            f"augment {config.augment}, selecting best by {info.selection_metric} -> "
             f"{self.run.root}")
 
     def _result(self) -> FitResult:
@@ -383,6 +472,18 @@ class Trainer:
         )
 
 
+# A training loss this many times above max(first loss, chance-level loss) has diverged: an
+# optimiser that still learns stays within a small multiple of where it started.
+DIVERGENCE_FACTOR = 1e3
+
+
+def divergence_bound(first_loss: float, info: DatasetInfo) -> float:
+    """The loss above which training counts as diverged: DIVERGENCE_FACTOR times the larger of
+    the first logged loss and the loss of a uniform guess (ln K classes; ln 2 per sigmoid)."""
+    chance = math.log(len(info.class_names)) if info.task == "multiclass" else math.log(2)
+    return DIVERGENCE_FACTOR * max(first_loss, chance)
+
+
 def _resume_overrides(config: FitConfig) -> dict[str, Any]:
     """The resumable settings of ``config`` that differ from the defaults."""
     defaults = FitConfig()
@@ -394,13 +495,24 @@ def fit(config: FitConfig, show_progress: bool = True) -> FitResult:
     """Train one model as ``config`` says and write its run folder."""
     if config.resume and config.out != config.resume:
         config = resume_config(resolve_resume_dir(config.resume), _resume_overrides(config))
+    check_tracker(config.log)  # a missing tracker package fails before any work
+    if config.out and not config.resume and int(os.environ.get("RANK", "0")) == 0:
+        check_writable(config.out, "--out")  # an unusable --out fails before the data are built
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     trainer = Trainer(config, show_progress)
+    unused_run: Path | None = None
     try:
         trainer.build()
         return trainer.train()
+    except Exception:
+        unused_run = trainer.unused_new_run()
+        raise
     finally:
+        if trainer.lock is not None:
+            trainer.lock.release()
+        if unused_run is not None:  # a new run that failed before its first step: no debris
+            shutil.rmtree(unused_run, ignore_errors=True)
         teardown_distributed(trainer.ctx)
         torch.use_deterministic_algorithms(deterministic)  # --deterministic is per run
         torch.backends.cudnn.benchmark = benchmark

@@ -1,12 +1,12 @@
-"""Progress on stderr: a rich bar (loss, metric, ETA) on a terminal, one line per evaluation
-otherwise. Silent on ranks other than 0."""
+"""Training progress on stderr: a rich bar (loss, metric, ETA) on a terminal; otherwise one line
+per evaluation plus a status line at least every ~10 s. Silent on ranks other than 0."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from transfusion_cli.console import err
+from transfusion_cli.progress import track
 
 
 def format_value(value: Any) -> str:
@@ -31,53 +31,37 @@ def evaluation_line(record: dict[str, Any], total_steps: int, selection: str) ->
 
 
 class Progress:
-    """Training progress for one run."""
+    """Training progress for one run: a ``transfusion_cli.progress`` task counting steps."""
 
     def __init__(self, total_steps: int, start_step: int, selection: str, enabled: bool):
         self.total, self.selection = total_steps, selection
         self.enabled = enabled
-        self.bar = None
-        if enabled and err.is_terminal:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self.bar = RichProgress(
-                TextColumn("[bold]fit"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"),
-                TextColumn("{task.fields[metric]}"), TimeElapsedColumn(),
-                TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
-            self.task = self.bar.add_task("fit", total=total_steps, completed=start_step,
-                                          loss="-", metric="")
-            self.bar.start()
+        self.loss, self.metric = "-", ""
+        self.task = track("fit", total=total_steps, unit="steps", completed=start_step,
+                          enabled=enabled)
 
     def message(self, text: str) -> None:
         """A line of text above the bar (or plain)."""
-        if self.enabled:
-            (self.bar.console if self.bar else err).print(text, markup=False, highlight=False)
+        self.task.message(text)
+
+    def _status(self) -> str:
+        return "  ".join(p for p in (f"loss {self.loss}", self.metric) if p)
 
     def step(self, step: int, loss: float | None) -> None:
-        """Advance the bar to ``step``."""
-        if self.bar is not None:
-            fields = {"loss": format_value(loss)} if loss is not None else {}
-            self.bar.update(self.task, completed=step, **fields)
+        """Advance to ``step``; off a terminal a line at least every ~10 s."""
+        if loss is not None:
+            self.loss = format_value(loss)
+        self.task.update(step, status=self._status())
 
     def evaluation(self, record: dict[str, Any]) -> None:
         """One line per evaluation; the bar shows the selection metric."""
         if not self.enabled:
             return
         self.message(evaluation_line(record, self.total, self.selection))
-        if self.bar is not None:
-            value = format_value(record.get(self.selection, float("nan")))
-            self.bar.update(self.task, metric=f"{self.selection} {value}")
+        value = format_value(record.get(self.selection, float("nan")))
+        self.metric = f"{self.selection} {value}"
+        self.task.update(status=self._status())
 
     def close(self) -> None:
         """Stop the bar (leaves it on screen)."""
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
+        self.task.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -14,9 +15,14 @@ from typing import Any
 import torch
 
 from transfusion_cli import __version__
+from transfusion_cli.data.build import resolve_data_dir
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.io import read_jsonl, write_json, write_text, write_yaml
+from transfusion_cli.outputs import refuse_overwriting_inputs
 from transfusion_cli.train.config import FitConfig
+from transfusion_cli.train.runlock import LOCK_NAME, RunLock
+
+RUN_FORMAT = "tfx-run/1"  # env.json key "format": marks a folder as a run tfx created
 
 
 @dataclass(frozen=True)
@@ -65,21 +71,55 @@ def default_run_name(config: FitConfig, now: datetime | None = None) -> str:
     return f"{safe}-{stamp}"
 
 
-def prepare_run_dir(config: FitConfig) -> RunDir:
-    """Create the run folder; an existing non-empty one needs ``overwrite``."""
+def prepare_run_dir(config: FitConfig) -> tuple[RunDir, RunLock]:
+    """Create the run folder and lock it; an existing non-empty one needs ``overwrite`` and
+    must be a run tfx made (a folder tfx did not create is never deleted)."""
     root = Path(config.out) if config.out else Path("runs") / default_run_name(config)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} is a file; give a folder path.")
+    init_file = config.init_argument if config.init_argument and \
+        Path(config.init_argument).exists() else None
+    refuse_overwriting_inputs({"--out": root}, inputs=[config.weights, init_file],
+                              data_dirs=[resolve_data_dir(config.data, config.data_dir)])
     if root.exists() and any(root.iterdir()):
         if not config.overwrite:
             raise ConfigError(f"Run folder {root} already exists; pass --overwrite to replace it, "
                               f"--resume {root} to continue it, or a new --out.")
-        if not (root / "config.yaml").exists() and not (root / "checkpoints").exists():
-            raise ConfigError(f"{root} exists and is not a tfx run folder; refusing to delete it "
-                              "even with --overwrite. Choose another --out.")
-        shutil.rmtree(root)
+        remove_run_dir(root)
     (root / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return RunDir(root)
+    lock = RunLock(root).acquire()
+    write_json(root / "env.json", {"format": RUN_FORMAT})  # the marker first, then the rest
+    return RunDir(root), lock
+
+
+def is_tfx_run(root: Path) -> bool:
+    """A folder `tfx fit` created: its env.json carries tfx's run format key (runs made before
+    the key existed are recognised by the tfx_version env.json always had)."""
+    try:
+        env = json.loads((Path(root) / "env.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(env, dict) and (env.get("format") == RUN_FORMAT or "tfx_version" in env)
+
+
+def _only_run_scaffold(root: Path) -> bool:
+    """Nothing but what prepare_run_dir makes before the marker: folders and the lock file."""
+    return all(p.is_dir() or p.name == LOCK_NAME for p in root.rglob("*"))
+
+
+def remove_run_dir(root: Path) -> None:
+    """Delete a run folder tfx created, once no other process trains into it; refuse anything
+    else (a project folder that merely holds a config.yaml is not a run)."""
+    root = Path(root)
+    if not is_tfx_run(root) and not _only_run_scaffold(root):
+        raise ConfigError(f"{root} exists and is not a tfx run folder (no env.json written by "
+                          "`tfx fit`); refusing to delete it even with --overwrite. Choose "
+                          "another --out.")
+    lock = RunLock(root).acquire()
+    try:
+        shutil.rmtree(root)
+    finally:
+        lock.release()
 
 
 def write_config(run: RunDir, config: FitConfig) -> None:
@@ -128,12 +168,10 @@ def environment(config: FitConfig, device: torch.device, world_size: int,
 
 def write_environment(run: RunDir, env: dict[str, Any]) -> None:
     """env.json (a resumed run keeps the first start and lists its resumes)."""
-    if run.env.exists():
-        import json
-
-        previous = json.loads(run.env.read_text())
+    previous = json.loads(run.env.read_text()) if run.env.exists() else {}
+    if "started" in previous:
         env = {**previous, "resumed": [*previous.get("resumed", []), env]}
-    write_json(run.env, env)
+    write_json(run.env, {"format": RUN_FORMAT, **env})
 
 
 def write_split(run: RunDir, manifest: dict[str, Any] | None) -> None:
@@ -146,8 +184,6 @@ def truncate_metrics(run: RunDir, step: int) -> None:
     """Drop metrics records written after ``step`` (a killed run re-evaluates them)."""
     if not run.metrics.exists():
         return
-    import json
-
     kept = [r for r in read_jsonl(run.metrics) if r.get("step", 0) <= step]
     write_text(run.metrics, "".join(json.dumps(r, default=str) + "\n" for r in kept))
 
@@ -158,11 +194,17 @@ def is_run_dir(path: Path) -> bool:
 
 
 def resolve_resume_dir(path: str | os.PathLike) -> Path:
-    """RUN_DIR for --resume (also accepts RUN_DIR/checkpoints/last.pt)."""
+    """RUN_DIR for --resume (also accepts RUN_DIR/checkpoints/last.pt); it must hold last.pt,
+    or resuming would silently start again from step 0 over the run's files."""
     root = Path(path)
     if root.is_file() and root.suffix == ".pt":
         root = root.parent.parent
     if not is_run_dir(root):
         raise ConfigError(f"--resume {path}: no config.yaml there; pass a run folder written by "
                           "`tfx fit`.")
+    last = RunDir(root).last_ckpt
+    if not last.is_file():
+        raise ConfigError(f"--resume {path}: {last} is missing, so the run cannot continue; "
+                          "nothing was changed. Restore that file, or start again with "
+                          f"--out {root} --overwrite.")
     return root

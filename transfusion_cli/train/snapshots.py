@@ -33,11 +33,13 @@ class TrainState:
     # Losses of the steps since the last evaluation (a stop between two evaluations keeps them).
     interval_losses: list[float] = field(default_factory=list)
     last_record: dict[str, Any] = field(default_factory=dict)
+    first_loss: float | None = None  # the first checked loss: the divergence check's yardstick
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "best_value": self.best_value, "best_step": self.best_step,
                 "images_seen": self.images_seen, "train_time_s": self.train_time_s,
-                "interval_losses": [float(v) for v in self.interval_losses]}
+                "interval_losses": [float(v) for v in self.interval_losses],
+                "first_loss": self.first_loss}
 
 
 @dataclass
@@ -110,5 +112,6 @@ def restore(path: Path, parts: Trainables, arch: str, info: DatasetInfo) -> tupl
                        best_step=saved["best_step"], images_seen=int(saved["images_seen"]),
                        train_time_s=float(saved["train_time_s"]),
                        interval_losses=list(saved.get("interval_losses", [])),
-                       last_record=dict(checkpoint.get("metrics") or {}))
+                       last_record=dict(checkpoint.get("metrics") or {}),
+                       first_loss=saved.get("first_loss"))
     return state, checkpoint.get("init") or {}

@@ -58,12 +58,15 @@ class EpochBatchSampler(Sampler[list[int]]):
     Each global step takes ``batch_size * world_size`` consecutive indices of the permutation;
     rank ``r`` gets the ``r``-th chunk. An incomplete last global batch is dropped, so every
     step has full batches (BatchNorm) and the data order depends only on (seed, epoch, step).
+    With ``augment``, each item is ``(index, draw_seed)``: the seed of that image's
+    augmentation, a function of (seed, epoch, position in the permutation) only.
     """
 
     def __init__(self, num_examples: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1):
+                 world_size: int = 1, augment: bool = False):
         self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
         self.rank, self.world_size = rank, world_size
+        self.augment = augment
         self.epoch, self.start = 0, 0
 
     @property
@@ -78,9 +81,16 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.batches_per_epoch - self.start
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
+        from transfusion_cli.train.augment import draw_seed
+
         order = epoch_permutation(self.num_examples, self.seed, self.epoch)
         global_batch = self.batch_size * self.world_size
         for batch in range(self.start, self.batches_per_epoch):
             first = batch * global_batch + self.rank * self.batch_size
-            yield order[first:first + self.batch_size].tolist()
+            indices = order[first:first + self.batch_size].tolist()
+            if self.augment:
+                yield [(index, draw_seed(self.seed, self.epoch, first + offset))
+                       for offset, index in enumerate(indices)]
+            else:
+                yield indices

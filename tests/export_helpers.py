@@ -1,13 +1,12 @@
 """Shared helpers for the export / predict tests: tiny datasets and checkpoints.
 
-Datasets are registered as a fake plugin (``load_registry(extra_plugins=...)``) so that the
+Datasets are registered as a fake plugin (``registry_with(FakeDatasets())``) so that the
 tests do not depend on how the synthetic datasets draw their images; `tfx export` rebuilds the
 checkpoint's dataset by name, exactly as for a real one.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from PIL import Image
 from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
 from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
-from transfusion_cli.plugins import load_registry
-from transfusion_cli.registry import DatasetSpec, get, reset_registry
+from transfusion_cli.registry import DatasetSpec, get
 
 GRADES = ("0", "1", "2", "3", "4")
 # Real files shared with the project (read in place; tests skip when absent).
@@ -96,16 +94,6 @@ class FakeDatasets:
         for name in INFOS:
             register(DatasetSpec(name=name, build=lambda o, n=name: build_fake(n, o),
                                  default_image_size=32))
-
-
-@contextmanager
-def fake_registry():
-    """The built-in registry plus the fake datasets, restored afterwards."""
-    reset_registry(load_registry(extra_plugins=[("fake-datasets", FakeDatasets())]))
-    try:
-        yield
-    finally:
-        reset_registry(None)
 
 
 def make_ckpt(path: Path, arch: str = "cbr-tiny", info: DatasetInfo | None = None,
