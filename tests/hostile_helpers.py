@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 import sys
-import textwrap
 import zlib
 from pathlib import Path
 
@@ -83,18 +82,6 @@ def dead_pid() -> int:
     return child.pid
 
 
-def fake_distribution(root: Path, name: str, entry_points: dict[str, str],
-                      modules: dict[str, str]) -> Path:
-    """An installed distribution on disk (dist-info with `tfx` entry points, plus modules)."""
-    root.mkdir(parents=True, exist_ok=True)
-    dist_info = root / f"{name.replace('-', '_')}-1.0.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0.0\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (dist_info / "entry_points.txt").write_text(f"[tfx]\n{lines}\n")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
-    return root
 
 
 def run_tfx_subprocess(*args: str, pythonpath: Path, env: dict[str, str] | None = None

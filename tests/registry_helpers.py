@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from transfusion_cli.plugins import load_registry
 from transfusion_cli.registry import reset_registry
@@ -28,3 +30,17 @@ def registry_with(*plugins: object) -> Iterator[Callable[..., None]]:
         yield use
     finally:
         reset_registry(None)
+
+
+def fake_distribution(root: Path, name: str, entry_points: dict[str, str],
+                      modules: dict[str, str]) -> Path:
+    """A real installed distribution on disk: a dist-info with `tfx` entry points, plus modules."""
+    root.mkdir(parents=True, exist_ok=True)
+    dist_info = root / f"{name.replace('-', '_')}-1.2.3.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[tfx]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    return root

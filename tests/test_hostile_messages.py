@@ -14,10 +14,10 @@ from hostile_helpers import (
     SMALL,
     dead_pid,
     error_line,
-    fake_distribution,
     run_cli,
     run_tfx_subprocess,
 )
+from registry_helpers import fake_distribution
 from tree_snapshot import assert_tree_unchanged, snapshot_tree
 
 

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import tomllib
 from pathlib import Path
 
 import pytest
+from registry_helpers import fake_distribution
 
 from transfusion_cli import hookspecs
 from transfusion_cli.hookspecs import hookimpl
@@ -34,18 +34,6 @@ def run_tfx(*args: str, env_extra: dict[str, str] | None = None, pythonpath: Pat
     return result
 
 
-def fake_distribution(root: Path, name: str, entry_points: dict[str, str],
-                      modules: dict[str, str]) -> Path:
-    """A real installed distribution on disk: a dist-info with entry points, plus modules."""
-    root.mkdir(parents=True, exist_ok=True)
-    dist_info = root / f"{name.replace('-', '_')}-1.2.3.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
-    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
-    (dist_info / "entry_points.txt").write_text(f"[tfx]\n{lines}\n")
-    for module, source in modules.items():
-        (root / f"{module}.py").write_text(textwrap.dedent(source))
-    return root
 
 
 def test_builtins_load_cleanly_and_come_first():

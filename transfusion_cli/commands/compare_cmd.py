@@ -206,15 +206,9 @@ def _executor(name: str, jobs: int, directory: Path, partition: str | None,
 
     if name == "local":
         return None
-    options = SlurmOptions(partition=partition, constraint=constraint, cluster=cluster)
-    if time_min is not None:
-        options.time_min = time_min
-    if gpus is not None:
-        options.gpus_per_cell = gpus
-    elif cluster in ("local", "debug"):
-        import torch
-
-        options.gpus_per_cell = 1 if torch.cuda.is_available() else 0
+    options = SlurmOptions().overridden(partition=partition, time_min=time_min,
+                                        gpus_per_cell=gpus, constraint=constraint,
+                                        cluster=cluster)
     return make_executor(name, jobs=jobs, log_folder=Path(directory) / "slurm", slurm=options)
 
 

@@ -80,14 +80,9 @@ def reproduce_command(
             raise ConfigError("--weights takes ARCH=PATH (one architecture per flag).")
         study.weights.update({k: v for k, v in parse_weights(weights, archs).items() if v})
     out = out or Path("runs") / f"reproduce-{study.name}"
-    slurm = SlurmOptions.from_dict(study.slurm, f"{study.source}: slurm")
-    for key, value in (("partition", partition), ("time_min", time_min),
-                       ("gpus_per_cell", gpus_per_cell), ("cpus_per_cell", cpus_per_cell),
-                       ("constraint", constraint), ("cluster", cluster)):
-        if value is not None:
-            setattr(slurm, key, value)
-    if executor == "slurm" and slurm.cluster in ("local", "debug") and not _has_gpu():
-        slurm.gpus_per_cell = 0 if gpus_per_cell is None else gpus_per_cell
+    slurm = SlurmOptions.from_dict(study.slurm, f"{study.source}: slurm").overridden(
+        partition=partition, time_min=time_min, gpus_per_cell=gpus_per_cell,
+        cpus_per_cell=cpus_per_cell, constraint=constraint, cluster=cluster)
     runner = make_executor(executor, jobs=jobs, log_folder=Path(out) / "slurm", slurm=slurm)
     started = time.perf_counter()
     try:
@@ -105,8 +100,3 @@ def reproduce_command(
     info(f"Report: {Path(out) / 'report.md'} and report.html ({time.perf_counter() - started:.0f}"
          " s).")
 
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

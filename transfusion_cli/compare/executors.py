@@ -9,7 +9,7 @@ cell's folder, lock, resume and done record are the same wherever it ran.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,17 @@ class SlurmOptions:
             raise ConfigError(f"{source}: unknown slurm key '{unknown[0]}'; valid keys: "
                               f"{', '.join(sorted(known))}.")
         return cls(**data)
+
+    def overridden(self, **flags: Any) -> SlurmOptions:
+        """A copy with every flag that was given (not None) set. Without a GPU count given,
+        cells on submitit's local/debug backends ask for none when this machine has no GPU."""
+        options = replace(self, **{k: v for k, v in flags.items() if v is not None})
+        if flags.get("gpus_per_cell") is None and options.cluster in ("local", "debug"):
+            import torch
+
+            if not torch.cuda.is_available():
+                options.gpus_per_cell = 0
+        return options
 
 
 class Executor:
