@@ -27,5 +27,9 @@ def discovered_packages() -> list[str]:
 
 
 setup(packages=discovered_packages(), cmdclass={"build_py": BuildPyWithZoo},
-      # The built-in `tfx reproduce` profiles (smoke, paper) are data files of the package.
-      package_data={"transfusion_cli.reproduce": ["profiles/*.yaml"]})
+      # The built-in `tfx reproduce` profiles (smoke, paper) and the paper's evidence file
+      # (`tfx reproduce --judge paper`) are data files of the package.
+      package_data={"transfusion_cli.reproduce": ["profiles/*.yaml",
+                                                    "paper_evidence.json"],
+                    # The `tfx serve` page: HTML, script and styles, served from the package.
+                    "transfusion_cli.deploy.serve": ["static/*"]})

@@ -52,7 +52,7 @@ from transfusion_cli.deploy.ort_session import (
     summarize_times,
 )
 from transfusion_cli.deploy.quantize import DEFAULT_INT8, Int8Recipe, quantize_int8
-from transfusion_cli.registry import get
+from transfusion_cli.plugins import get
 
 TARGETS = {"int8_vs_fastest_eager_batch1": 2.5, "int8_vs_fastest_eager_batch32": 3.5,
            "int8_metric_drop_max": 0.01}

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
-from transfusion_cli.plugins import load_registry
-from transfusion_cli.registry import DatasetSpec, InitContext, get, reset_registry
+from transfusion_cli.plugins import get, load_registry, reset_registry
+from transfusion_cli.registry import DatasetSpec, InitContext
 from transfusion_cli.train import FitConfig, fit
 
 DATASET = "bench-in-memory"

@@ -74,7 +74,7 @@ def section(name: str, fn: Callable[[], dict], results: dict) -> None:
 def bare_loop(images: torch.Tensor, labels: torch.Tensor, arch: str, batch: int, steps: int,
               amp_dtype: torch.dtype | None) -> float:
     """Images/s of the plainest AMP + channels_last loop on device-resident batches."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     torch.manual_seed(0)
     model = get("architectures", arch).build(num_classes=5, in_chans=3)
@@ -123,9 +123,8 @@ def tfx_loop(arch: str, size: int, batch: int, steps: int, out: Path) -> float:
 
 
 def training(quick: bool) -> dict:
-    from transfusion_cli.plugins import load_registry
-    from transfusion_cli.registry import reset_registry
-    from transfusion_cli.train.runtime import make_runtime
+    from transfusion_cli.models.runtime import make_runtime
+    from transfusion_cli.plugins import load_registry, reset_registry
 
     amp_dtype = make_runtime(DEVICE, None, False).amp_dtype
     cases = ([("cbr-tiny", 64, 8, 3)] if quick or not CUDA else
@@ -165,7 +164,8 @@ def training(quick: bool) -> dict:
 def ddp(quick: bool) -> dict:
     from transfusion_cli.io import read_jsonl
     from transfusion_cli.models.checkpoint import build_model, load_checkpoint
-    from transfusion_cli.train import evaluate, resolve_config
+    from transfusion_cli.runfolder import RunFolder
+    from transfusion_cli.train import resolve_config, score_loader
     from transfusion_cli.train.loaders import load_bundle
 
     gpus = torch.cuda.device_count() if CUDA else 0
@@ -186,12 +186,12 @@ def ddp(quick: bool) -> dict:
         done = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=tmp)
         if done.returncode != 0:
             return {"ok": False, "processes": procs, "stderr": done.stderr[-3000:]}
-        logged = read_jsonl(run / "metrics.jsonl")[-1]
-        config = resolve_config(run / "config.yaml")
+        logged = read_jsonl(RunFolder(run).metrics)[-1]
+        config = resolve_config(RunFolder(run).config)
         bundle = load_bundle(config)
-        model = build_model(load_checkpoint(run / "checkpoints" / "last.pt")).to(DEVICE)
+        model = build_model(load_checkpoint(RunFolder(run).last)).to(DEVICE)
         loader = torch.utils.data.DataLoader(bundle.val, batch_size=7)
-        metrics, _, _ = evaluate(model, loader, bundle.info, DEVICE.type)
+        metrics, _, _ = score_loader(model, loader, bundle.info, DEVICE.type)
     keys = [k for k in ("auc", "accuracy", "kappa", "referable_auc") if k in logged]
     differences = {k: abs(float(metrics[k]) - float(logged[k])) for k in keys}
     return {"processes": procs, "gpus": gpus, "device": DEVICE.type,
@@ -206,7 +206,7 @@ def ddp(quick: bool) -> dict:
 def onnxruntime_latency(quick: bool) -> dict:
     from transfusion_cli.deploy.export import torch_to_onnx
     from transfusion_cli.deploy.ort_session import create_session, summarize_times
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     size = 64 if quick or not CUDA else 224
     torch.manual_seed(0)
@@ -256,6 +256,8 @@ def onnxruntime_latency(quick: bool) -> dict:
 
 
 def nvjpeg(quick: bool) -> dict:
+    from tfx_plugins.preprocess.fundus import FUNDUS_CROP
+
     from transfusion_cli.data.cache import fill_workers
     from transfusion_cli.data.nvjpeg import decode_reduced
     from transfusion_cli.data.preprocess import load_prepared, prepare_image
@@ -275,7 +277,7 @@ def nvjpeg(quick: bool) -> dict:
 
         with ThreadPoolExecutor(workers) as pool:
             started = time.perf_counter()
-            cpu = list(pool.map(lambda p: load_prepared(p, size, 3, True), paths))
+            cpu = list(pool.map(lambda p: load_prepared(p, size, 3, FUNDUS_CROP), paths))
             cpu_rate = count / (time.perf_counter() - started)
             result = {"images": count, "photo": f"{photo[0]}x{photo[1]}", "image_size": size,
                       "cpu_threads": workers, "pillow_reduced_images_per_s": round(cpu_rate, 2)}
@@ -288,7 +290,7 @@ def nvjpeg(quick: bool) -> dict:
             gpu = []
             for start in range(0, count, 32):
                 decoded = decode_reduced(paths[start: start + 32], size)
-                gpu.extend(pool.map(lambda im: prepare_image(im, size, 3, True), decoded))
+                gpu.extend(pool.map(lambda im: prepare_image(im, size, 3, FUNDUS_CROP), decoded))
             gpu_rate = count / (time.perf_counter() - started)
     difference = np.mean([np.abs(a.astype(np.int16) - b).mean() for a, b in zip(cpu, gpu,
                                                                                   strict=True)])

@@ -147,6 +147,8 @@ def fundus_photo(rng: np.random.Generator, width: int, height: int) -> np.ndarra
 
 def bench_fundus_full(args, folder: Path) -> dict:
     """Full-size fundus JPEGs: full vs reduced-scale decoding, serial and parallel cache fill."""
+    from tfx_plugins.preprocess.fundus import FUNDUS_CROP
+
     from transfusion_cli.data.cache import FileSource, ImageCache, fill_workers
     from transfusion_cli.data.preprocess import load_prepared, prepare_image, read_image
 
@@ -163,10 +165,10 @@ def bench_fundus_full(args, folder: Path) -> dict:
     full_s, draft_s, diffs = [], [], []
     for path in paths:  # interleaved image by image
         started = time.perf_counter()
-        full = prepare_image(read_image(path), size, 3, crop_fundus=True)
+        full = prepare_image(read_image(path), size, 3, FUNDUS_CROP)
         full_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        draft = load_prepared(path, size, 3, crop_fundus=True)
+        draft = load_prepared(path, size, 3, FUNDUS_CROP)
         draft_s.append(time.perf_counter() - started)
         diffs.append(np.abs(full.astype(np.int16) - draft))
     full_ms, draft_ms = 1e3 * float(np.median(full_s)), 1e3 * float(np.median(draft_s))
@@ -175,7 +177,7 @@ def bench_fundus_full(args, folder: Path) -> dict:
     for label, count in (("serial", 1), ("parallel", workers)):
         cache = ImageCache(folder / f"cache-{label}", len(paths), (size, size, 3), label, {})
         started = time.perf_counter()
-        cache.fill(FileSource(paths, size, 3, crop_fundus=True), workers=count)
+        cache.fill(FileSource(paths, size, 3, FUNDUS_CROP), workers=count)
         fills[label] = {"threads": count,
                         "images_per_s": len(paths) / (time.perf_counter() - started)}
     serial, parallel = fills["serial"]["images_per_s"], fills["parallel"]["images_per_s"]

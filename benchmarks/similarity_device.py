@@ -4,10 +4,10 @@ block) on the CPU and on CUDA, their agreement, and the float32-products error.
 Models: ResNet50 (tfx's ``resnet50``, 5 classes) at its initialisation and the same network
 after ``--train-steps`` Adam steps on random images ("trained": enough to move every block
 away from the init; no weights are downloaded). Inputs: ``--images`` random uint8 images at
-``--image-size`` px. The pass is ``similarity.analysis.compare_models`` (what `tfx similarity`
-runs) over every block pair (stem, layer1-4, head) with CCA, SVCCA, PWCCA and CKA; moments are
-accumulated on the device the models run on (float64) and the small decompositions run on the
-CPU.
+``--image-size`` px. The pass is ``similarity.analysis.compare_representations`` (what
+`tfx similarity` runs) over every block pair (stem, layer1-4, head) with CCA, SVCCA, PWCCA and
+CKA; moments are accumulated on the device the models run on (float64) and the small
+decompositions run on the CPU.
 
 Figures (one run):
 - ``pass_s``: wall time of the whole pass per device (CPU, and CUDA when present);
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from transfusion_cli.models.blocks import block_names
-from transfusion_cli.registry import get
+from transfusion_cli.plugins import get
 from transfusion_cli.similarity.activations import (
     BlockCapture,
     PositionSampler,
@@ -43,7 +43,7 @@ from transfusion_cli.similarity.activations import (
     plan_points,
     to_points,
 )
-from transfusion_cli.similarity.analysis import compare_models
+from transfusion_cli.similarity.analysis import compare_representations
 from transfusion_cli.similarity.cca import cca_from_moments, pwcca_from_moments, svcca_from_moments
 from transfusion_cli.similarity.cka import linear_cka_from_moments
 from transfusion_cli.similarity.compare_checkpoints import metric_specs
@@ -79,17 +79,17 @@ def prepare(images: torch.Tensor) -> torch.Tensor:
 
 def full_pass(model_a, model_b, images: torch.Tensor, device: torch.device, batch: int,
               max_points: int, metrics: str) -> tuple[float, dict]:
-    """(seconds, {layer: {metric: value}}) of compare_models on ``device``."""
+    """(seconds, {layer: {metric: value}}) of compare_representations on ``device``."""
     model_a, model_b = model_a.to(device), model_b.to(device)
     layers = block_names(model_a)
     batches = (images[i: i + batch].to(device) for i in range(0, len(images), batch))
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    results = compare_models(model_a, model_b, batches, prepare_a=prepare, prepare_b=prepare,
-                             pairs=[(name, name) for name in layers],
-                             metrics=metric_specs(metrics), inputs=len(images),
-                             max_points=max_points)
+    results = compare_representations(model_a, model_b, batches, prepare_a=prepare,
+                                      prepare_b=prepare, pairs=[(name, name) for name in layers],
+                                      metrics=metric_specs(metrics), inputs=len(images),
+                                      max_points=max_points)
     seconds = time.perf_counter() - started
     model_a.cpu(), model_b.cpu()
     return seconds, {r.layer_a: {k: float(v.value) for k, v in r.metrics.items()}

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 from transfusion_cli.data.build import build_dataset
 from transfusion_cli.data.bundles import normalize
-from transfusion_cli.registry import get
+from transfusion_cli.plugins import get
 
 
 def generate(split) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -38,7 +38,7 @@ def generate(split) -> tuple[torch.Tensor, torch.Tensor, float]:
             torch.stack([target for _, target in items]), per_image)
 
 
-def evaluate(model, images, info, batch_size=256) -> np.ndarray:
+def split_logits(model, images, info, batch_size=256) -> np.ndarray:
     """Logits of the whole split."""
     model.eval()
     with torch.no_grad():
@@ -128,7 +128,7 @@ def main() -> None:
             if steps >= args.steps:
                 break
         epochs += 1
-        logits = evaluate(model, val_x, info)
+        logits = split_logits(model, val_x, info)
         metrics = (retina_metrics(logits, val_labels, info.referable_threshold)
                    if info.task == "multiclass" else chest_metrics(logits, val_labels,
                                                                    info.class_names))

@@ -16,7 +16,8 @@ from PIL import Image
 from transfusion_cli.data.bundles import ArrayImageSplit, DatasetBundle, DatasetInfo
 from transfusion_cli.hookspecs import hookimpl
 from transfusion_cli.models.checkpoint import make_checkpoint, save_checkpoint
-from transfusion_cli.registry import DatasetSpec, get
+from transfusion_cli.plugins import get
+from transfusion_cli.registry import DatasetSpec
 
 GRADES = ("0", "1", "2", "3", "4")
 # Real files shared with the project (read in place; tests skip when absent).
@@ -25,11 +26,11 @@ FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Ef
 
 
 def retina_info(image_size: int = 32) -> DatasetInfo:
-    """A retina-type DatasetInfo: 5 DR grades, referable from grade 2, fundus crop."""
+    """A retina-type DatasetInfo: 5 DR grades, referable from grade 2, fundus_crop step."""
     return DatasetInfo(name="fake-retina", task="multiclass", class_names=GRADES, channels=3,
                        image_size=image_size, mean=(0.45, 0.3, 0.2), std=(0.25, 0.2, 0.15),
                        referable_threshold=2, selection_metric="referable_auc",
-                       fundus_crop=True)
+                       preprocess="fundus_crop")
 
 
 def chest_info(image_size: int = 32) -> DatasetInfo:
@@ -170,16 +171,3 @@ def colour_png(path: Path, size: int = 40, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(path)
     return path
-
-
-def run_cli(args, capsys):
-    """Run `tfx ARGS` in-process; (exit code, stdout, stderr)."""
-    from transfusion_cli.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err

@@ -9,8 +9,7 @@ PYTHONPATH holds a dist-info declaring this module as a third-party tfx plugin.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,8 +101,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def fake_plugin_env(tmp_path: Path) -> dict[str, str]:
-    """Environment in which `tfx` subprocesses see the fake datasets as a plugin."""
+def copy_run(source: Path, tmp_path: Path, name: str = "run") -> Path:
+    """A copy of run folder ``source`` in ``tmp_path`` (to change without touching the original)."""
+    target = tmp_path / name
+    shutil.copytree(source, target)
+    return target
+
+
+def fake_plugin_env(tmp_path: Path) -> dict[str, str | None]:
+    """The environment changes (for ``tfx.subprocess(env=...)`` or ``tfx.environment(...)``)
+    under which a `tfx` subprocess sees the fake datasets as an installed plugin."""
     site = tmp_path / "fake_site"
     dist_info = site / "tfx_fit_fakes-0.0.1.dist-info"
     if not dist_info.exists():
@@ -111,28 +118,14 @@ def fake_plugin_env(tmp_path: Path) -> dict[str, str]:
         (dist_info / "METADATA").write_text(
             "Metadata-Version: 2.1\nName: tfx-fit-fakes\nVersion: 0.0.1\n")
         (dist_info / "entry_points.txt").write_text("[tfx]\nfit-fakes = fit_helpers\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), str(HERE),
-                                                      env.get("PYTHONPATH")]))
-    env.pop("TFX_LOAD_PLUGINS", None)
-    env["OMP_NUM_THREADS"] = env.get("OMP_NUM_THREADS", "1")
-    return env
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), str(HERE),
+                                                        os.environ.get("PYTHONPATH")])),
+            "TFX_LOAD_PLUGINS": None,  # third-party plugins (this one) load
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 
-def tfx_command(*args: str) -> list[str]:
-    """`python -m transfusion_cli ARGS` with this interpreter."""
-    return [sys.executable, "-m", "transfusion_cli", *args]
-
-
-def run_tfx(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240,
-            check: bool = True) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess."""
-    result = subprocess.run(tfx_command(*args), capture_output=True, text=True, env=env,
-                            cwd=cwd, timeout=timeout)
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
+# `fit` options of tiny runs on the fake datasets (registered by `fit_fakes` or `registry_with`).
+FAKE_RETINA = ["--data", "fake-retina", "--arch", "cbr-tiny", "--image-size", "32",
+               "--batch-size", "8", "--option", "n_train=32", "--option", "n_val=16"]
 TINY = ["--arch", "cbr-tiny", "--image-size", "32", "--batch-size", "8", "--option",
         "n_train=48", "--option", "n_val=24"]

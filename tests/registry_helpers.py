@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transfusion_cli.plugins import load_registry
-from transfusion_cli.registry import reset_registry
+from transfusion_cli.plugins import load_registry, reset_registry
 
 
 def _name(plugin: object) -> str:
@@ -30,6 +29,12 @@ def registry_with(*plugins: object) -> Iterator[Callable[..., None]]:
         yield use
     finally:
         reset_registry(None)
+
+
+def registered_architectures() -> list[str]:
+    """The concrete (not pattern) architectures of a freshly loaded registry: under the suite's
+    isolation (tests/conftest.py), the built-in ones only."""
+    return [s.name for s in load_registry().specs("architectures") if s.resolve is None]
 
 
 def fake_distribution(root: Path, name: str, entry_points: dict[str, str],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from transfusion_cli.registry import KINDS, Registry, get_registry
+from transfusion_cli.plugins import get_registry
+from transfusion_cli.registry import KINDS, Registry
 
 
 def spec_rows(kind: str, registry: Registry | None = None) -> list[dict[str, Any]]:

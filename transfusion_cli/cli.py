@@ -6,11 +6,7 @@ import sys
 import traceback
 
 import typer
-
-try:  # typer >= 0.25 vendors click; its usage errors are these classes
-    from typer._click import exceptions as click_errors
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import exceptions as click_errors
+from rich.markup import escape
 
 from transfusion_cli.app import DEBUG, app
 from transfusion_cli.commands import (  # noqa: F401  (each module adds its commands to `app`)
@@ -24,9 +20,51 @@ from transfusion_cli.commands import (  # noqa: F401  (each module adds its comm
     listing,
     predict_cmd,
     reproduce_cmd,
+    serve_cmd,
     similarity_cmd,
 )
-from transfusion_cli.errors import TfxError
+from transfusion_cli.console import error_line
+from transfusion_cli.errors import TfxError, missing_extra
+from transfusion_cli.io import storage_error, storage_failure
+
+
+def _click_error(name: str) -> type[Exception]:
+    """A click exception class, found from typer's public ``BadParameter`` (typer may vendor
+    click in a private module): ``UsageError`` (any usage mistake) or ``ClickException``."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+UsageError = _click_error("UsageError")
+ClickException = _click_error("ClickException")
+
+
+def command_tree(typer_app: typer.Typer = app):
+    """The click command that `tfx` runs, with every help text shown literally and every
+    boolean flag shown as a flag.
+
+    Help is rich markup (the examples epilogs, ``app.examples``, are written as markup): the
+    help of commands and parameters is escaped, so that "pip install 'transfusion-cli[slurm]'"
+    keeps its ``[slurm]``. Typer shows a flag as ``--json <bool>``, as if it took a value; an
+    empty metavar shows it as what it is, ``--json``.
+    """
+    root = typer.main.get_command(typer_app)
+    for command in walk_commands(root):
+        command.help = escape(command.help) if command.help else command.help
+        command.short_help = escape(command.short_help) if command.short_help else None
+        context = typer.Context(command, **root.context_settings)
+        for param in command.get_params(context):  # with the help option
+            if getattr(param, "help", None):
+                param.help = escape(param.help)
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+    return root
+
+
+def walk_commands(command):
+    """The command and every subcommand below it, depth first."""
+    yield command
+    for sub in getattr(command, "commands", {}).values():
+        yield from walk_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,25 +75,27 @@ def main(argv: list[str] | None = None) -> None:
         args.insert(0, "--debug")
     try:
         # Not standalone: click's usage errors reach us and become one line (as git does).
-        code = app(args=args, prog_name="tfx", standalone_mode=False)
+        code = command_tree().main(args=args, prog_name="tfx", standalone_mode=False)
         if code == 130:  # typer turns Ctrl-C into Exit(130)
             print("Interrupted.", file=sys.stderr)
         sys.exit(code if isinstance(code, int) else 0)  # as standalone mode always did
-    except click_errors.NoArgsIsHelpError as exc:
-        print(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tfx`, `tfx data`: the help
+            # Rich help is printed while the error is made; plain help is its message.
+            if exc.format_message().strip():
+                print(exc.format_message())
+        else:
+            print(usage_error_line(exc), file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click_errors.UsageError as exc:
-        print(usage_error_line(exc), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except click_errors.ClickException as exc:
-        print(f"Error: {exc.format_message().strip().splitlines()[0]}", file=sys.stderr)
+    except ClickException as exc:
+        print(error_line(exc.format_message()), file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort as exc:  # typer's wrapper for an EOFError a command did not catch
         if DEBUG["enabled"]:
             raise
         cause = exc.__cause__ or exc.__context__
-        print(f"Error: internal error (unexpected end of a file or input: {cause!r}). Rerun "
-              "with --debug for the traceback and report it.", file=sys.stderr)
+        print(error_line(f"internal error (unexpected end of a file or input: {cause!r}). "
+                         "Rerun with --debug for the traceback and report it."), file=sys.stderr)
         sys.exit(1)
     except TfxError as exc:
         discard_partial_work()
@@ -65,8 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         if len(lines) > 1 and lines[0].startswith("Caught ") and ": " in lines[-1]:
             # Re-raised by a DataLoader worker: the original message ends the quoted traceback.
             lines = [lines[-1].split(": ", 1)[1]]
-        message = lines[0] if lines else type(exc).__name__
-        print(f"Error: {message}", file=sys.stderr)
+        print(error_line(lines[0] if lines else type(exc).__name__), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
@@ -75,12 +114,18 @@ def main(argv: list[str] | None = None) -> None:
         discard_partial_work()
         if DEBUG["enabled"]:
             raise
-        if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        if (missing := missing_extra(exc)) is not None:  # e.g. torch in the predict install
+            print(error_line(missing), file=sys.stderr)
+            sys.exit(missing.exit_code)
+        if (failure := storage_failure(exc)) is not None:  # full disk, quota or size limit
+            print(error_line(storage_error(None, failure)), file=sys.stderr)
+        elif isinstance(exc, OSError) and exc.filename and exc.strerror:
             # The file system refused a path the user gave (too long, read-only, full, ...).
-            print(f"Error: {exc.strerror}: {exc.filename}; check that path.", file=sys.stderr)
+            print(error_line(f"{exc.strerror}: {exc.filename}; check that path."),
+                  file=sys.stderr)
         else:
-            print(f"Error: internal error ({type(exc).__name__}: {exc}). Rerun with --debug "
-                  "for the traceback and report it.", file=sys.stderr)
+            print(error_line(f"internal error ({type(exc).__name__}: {exc}). Rerun with "
+                             "--debug for the traceback and report it."), file=sys.stderr)
         sys.exit(1)
 
 
@@ -91,11 +136,11 @@ def discard_partial_work() -> None:
         cache.discard_partial_caches()
 
 
-def usage_error_line(exc: click_errors.UsageError) -> str:
+def usage_error_line(exc: UsageError) -> str:
     """One short line for a usage error: what was wrong and where the help is."""
     message = " ".join(exc.format_message().split()) or "invalid usage"
     command = exc.ctx.command_path if exc.ctx is not None else "tfx"
-    return f"Error: {message.rstrip('.')}; see `{command} --help`."
+    return error_line(f"{message.rstrip('.')}; see `{command} --help`.")
 
 
 if __name__ == "__main__":

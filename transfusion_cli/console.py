@@ -1,20 +1,67 @@
-"""Where output goes: data on stdout, progress, warnings and errors on stderr."""
+"""Where output goes: data on stdout, progress, warnings and errors on stderr.
+
+Everything printed is plain text: the consoles never read rich markup in a string (a file
+named ``scan[/1].png`` prints as itself), and every control character (an escape sequence
+in a file name, a carriage return, a bidi override) is shown as its escape (``\\x1b``),
+never passed raw to the terminal. ``terminal_safe`` is that one sanitiser; the consoles apply
+it to every piece of text they render, so table cells and rich ``Text`` are covered too.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, ConsoleDimensions
+from rich.segment import Segment
+from rich.text import Text
+
+# C0 and C1 control characters (newline and tab excepted), DEL, the Unicode line and paragraph
+# separators and the bidi embeddings/overrides/isolates ("Trojan source" reordering).
+CONTROL_CHARACTERS = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: Any) -> str:
+    """``text`` as a string whose control characters are shown as escapes (``\\x1b``,
+    ``\\u202e``): safe to write to a terminal, newlines and tabs kept."""
+    return CONTROL_CHARACTERS.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def plain(text: Any, style: str = "") -> Text:
+    """``text`` as a rich ``Text`` shown literally (no markup, control characters escaped)."""
+    return Text(terminal_safe(text), style=style)
+
+
+class SafeConsole(Console):
+    """A console that reads no markup unless a call asks for it, and escapes control
+    characters in every piece of text it renders (strings, ``Text``, table cells, titles)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        kwargs.setdefault("highlight", False)
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(terminal_safe(text), **kwargs)
+
+    def render(self, renderable: Any, options: Any = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control or not CONTROL_CHARACTERS.search(segment.text):
+                yield segment
+            else:
+                yield Segment(terminal_safe(segment.text), segment.style)
+
 
 # Off a terminal (a pipe, a file) tables are drawn at their natural width: never cut or wrapped.
 UNLIMITED_WIDTH = 100_000
 
 
-class DataConsole(Console):
+class DataConsole(SafeConsole):
     """The stdout console: the terminal's width on a terminal, unlimited when piped or
     redirected, so every table printer shows full values wherever its output goes."""
 
@@ -28,8 +75,8 @@ class DataConsole(Console):
         Console.size.fset(self, new_size)
 
 
-out = DataConsole(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+out = DataConsole(soft_wrap=True)
+err = SafeConsole(stderr=True, soft_wrap=True)
 
 
 def json_safe(value: Any) -> Any:
@@ -57,10 +104,16 @@ def print_json_lines(records: Iterable[Any]) -> None:
 
 
 def warn(message: str) -> None:
-    """One warning line on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+    """One warning line on stderr (``message`` is plain text, never markup)."""
+    err.print(Text.assemble(("warning:", "yellow"), " ", plain(message)))
 
 
 def info(message: str) -> None:
-    """One progress/info line on stderr."""
-    err.print(message, markup=False)
+    """One progress/info line on stderr (plain text, never markup)."""
+    err.print(plain(message))
+
+
+def error_line(message: Any) -> str:
+    """The CLI's one-line error text for ``message`` (control characters escaped)."""
+    lines = terminal_safe(message).strip().splitlines()
+    return f"Error: {lines[0] if lines else message}"

@@ -17,7 +17,8 @@ class UnknownNameError(TfxError, KeyError):
     def __init__(self, kind: str, name: str, known: list[str]):
         self.kind, self.name, self.known = kind, name, known
         singular = {"architectures": "architecture", "datasets": "dataset", "inits": "init",
-                    "metrics": "metric"}.get(kind, kind)
+                    "metrics": "metric",
+                    "preprocessing": "preprocessing step"}.get(kind, kind)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         super().__init__(f"Unknown {singular} '{name}'.{hint} See `tfx list {kind}`.")
@@ -44,3 +45,32 @@ class ExportError(TfxError):
 
 class TrainingError(TfxError):
     """Training that cannot go on (e.g. a non-finite loss)."""
+
+
+class MissingExtraError(TfxError):
+    """An optional dependency that a command needs is not installed."""
+
+
+# Top-level modules of optional dependencies -> (what they are, the extra that installs them).
+EXTRA_MODULES = {
+    "torch": ("PyTorch", "train"), "torchvision": ("torchvision", "train"),
+    "timm": ("timm", "train"), "onnx": ("the onnx package", "train"),
+    "sklearn": ("scikit-learn", "train"), "threadpoolctl": ("threadpoolctl", "train"),
+    "pydantic": ("pydantic", "train"),
+    "pytorch_grad_cam": ("grad-cam", "explain"), "fastapi": ("FastAPI", "serve"),
+    "uvicorn": ("uvicorn", "serve"), "multipart": ("python-multipart", "serve"),
+    "pydicom": ("pydicom", "dicom"), "submitit": ("submitit", "slurm"),
+}
+
+
+def missing_extra(exc: BaseException) -> MissingExtraError | None:
+    """For a ModuleNotFoundError of an optional dependency: the one-line error naming the
+    extra to install; None for anything else."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    found = EXTRA_MODULES.get(exc.name.split(".")[0])
+    if found is None:
+        return None
+    what, extra = found
+    return MissingExtraError(f"This command needs {what} (module '{exc.name}'), which this "
+                             f"install lacks: pip install 'transfusion-cli[{extra}]'.")

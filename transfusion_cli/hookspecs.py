@@ -27,3 +27,8 @@ def tfx_register_inits(register):
 @hookspec
 def tfx_register_metrics(register):
     """Register representational-similarity metrics: ``register(MetricSpec(...))``."""
+
+
+@hookspec
+def tfx_register_preprocessing(register):
+    """Register image preprocessing steps that datasets name: ``register(PreprocessSpec(...))``."""

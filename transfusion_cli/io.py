@@ -3,6 +3,7 @@ the clean-up of those left by killed processes, and the writability check of out
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -29,6 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         clean_stale_temps(path.parent)
         tmp_path = _new_temp_file(path)
     except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(path, exc) from None
         raise OutputPathError(f"Cannot write {path} ({exc.strerror}); choose a writable "
                               "location.") from None
     try:
@@ -36,6 +39,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except TfxError:
+        raise
+    except Exception as exc:  # a full disk or a size limit, also when wrapped (torch.save)
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        raise storage_error(path, failure) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -94,6 +104,37 @@ def check_writable(path: str | os.PathLike, flag: str) -> None:
 
 class OutputPathError(TfxError):
     """An output or cache path that cannot be written."""
+
+
+class StorageFullError(OutputPathError):
+    """A write that failed for lack of room: a full disk or quota, or a file-size limit."""
+
+
+# The errors of a write that ran out of room (the path itself was fine).
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EFBIG: "file too large",
+                  errno.EDQUOT: "disk quota exceeded"}
+
+
+def storage_failure(exc: BaseException | None) -> OSError | None:
+    """The OSError of a full disk or quota or a file-size limit behind ``exc``: ``exc`` itself
+    or an error it was raised from or while handling (torch.save wraps a failed write in a
+    RuntimeError); None for any other error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def storage_error(path: str | os.PathLike | None, failure: OSError) -> StorageFullError:
+    """The one-line error for ``failure`` (see ``storage_failure``) while writing ``path``."""
+    reason = STORAGE_ERRNOS.get(failure.errno, failure.strerror or "write failed")
+    fix = ("raise the file-size limit (ulimit -f) or write to another location"
+           if failure.errno == errno.EFBIG else "free some space or write to another disk")
+    target = path if path is not None else failure.filename or "a file"
+    return StorageFullError(f"could not write {target}: {reason}; {fix}.")
 
 
 def _new_temp_file(path: Path) -> Path:
@@ -176,10 +217,15 @@ def write_yaml(path: str | os.PathLike, data: Any) -> Path:
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Append one JSON line and fsync (a line is either whole or, if killed mid-write, the
     reader skips it)."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(path, exc) from None
+        raise
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -191,3 +237,19 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+# A CSV cell starting with one of these is a formula to spreadsheet programs (OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_safe(cell: Any) -> Any:
+    """A CSV cell that no spreadsheet evaluates: text starting like a formula gets a leading
+    apostrophe (plain numbers such as ``-0.5`` stay as they are); other values pass through."""
+    if not isinstance(cell, str) or not cell.startswith(FORMULA_STARTS):
+        return cell
+    try:
+        float(cell)
+        return cell
+    except ValueError:
+        return "'" + cell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata as md
-import os
+import re
 import traceback
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -12,10 +12,14 @@ from typing import Any
 
 import pluggy
 
-from transfusion_cli import hookspecs
+from transfusion_cli import env, hookspecs
+from transfusion_cli.errors import MissingExtraError, UnknownNameError, missing_extra
 from transfusion_cli.registry import KINDS, DuplicateNameError, Registry
 
-OWN_DISTRIBUTION = "tfx"
+# The distribution (pip name) that ships the built-in plugins. The entry-point group stays
+# `tfx` (hookspecs.PROJECT): third-party plugins declare `[project.entry-points.tfx]`.
+OWN_DISTRIBUTION = "transfusion-cli"
+LOAD_PLUGINS_ENV = "TFX_LOAD_PLUGINS"
 HOOKS = {kind: f"tfx_register_{kind}" for kind in KINDS}
 
 
@@ -31,6 +35,9 @@ class PluginInfo:
     registered: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # Why it could not be imported when an optional extra is missing (e.g. torch in the
+    # predict-only install): the one-line message naming the extra.
+    missing_extra: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form for `--json`."""
@@ -53,14 +60,18 @@ def _entry_points() -> tuple[list[md.EntryPoint], list[md.EntryPoint]]:
     builtin, third = [], []
     for ep in md.entry_points(group=hookspecs.PROJECT):
         dist = ep.dist.name if ep.dist is not None else ""
-        (builtin if dist == OWN_DISTRIBUTION else third).append(ep)
-    wanted = os.environ.get("TFX_LOAD_PLUGINS")
-    if wanted is not None:
-        allowed = {w.strip() for w in wanted.split(",") if w.strip()}
+        (builtin if _normalized(dist) == OWN_DISTRIBUTION else third).append(ep)
+    if env.is_set(LOAD_PLUGINS_ENV):
+        allowed = set(env.value(LOAD_PLUGINS_ENV) or ())
         _warn_unknown_plugin_names(allowed, third)
         third = [ep for ep in third
                  if ep.name in allowed or (ep.dist is not None and ep.dist.name in allowed)]
     return builtin, third
+
+
+def _normalized(distribution: str) -> str:
+    """A distribution name as the package index compares it (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def _warn_unknown_plugin_names(allowed: set[str], third: list[md.EntryPoint]) -> None:
@@ -111,7 +122,7 @@ def register_plugin(pm: pluggy.PluginManager, registry: Registry, info: PluginIn
                 try:
                     registry.add(_kind, spec, info.name)
                 except DuplicateNameError as exc:
-                    info.warnings.append(f"skipped {_kind[:-1]} {exc}")
+                    info.warnings.append(f"skipped {_kind.removesuffix('s')} {exc}")
                     return
                 info.registered[_kind].append(spec.name)
 
@@ -135,17 +146,71 @@ def load_registry(extra_plugins: list[tuple[str, object]] | None = None) -> Regi
     builtin, third = _entry_points()
     for eps, is_builtin in ((builtin, True), (third, False)):
         for ep in sorted(eps, key=lambda e: e.name) if not is_builtin else eps:
-            dist = ep.dist.name if ep.dist is not None else "?"
-            version = ep.dist.version if ep.dist is not None else "?"
-            info = PluginInfo(ep.name, ep.value, dist, version, is_builtin)
-            try:
-                module = ep.load()
-            except (Exception, SystemExit) as exc:  # sys.exit() at import must not end tfx
-                info.error = f"{type(exc).__name__} while importing {ep.value}: {exc}"
-                registry.plugins.append(info)
-                continue
-            register_plugin(pm, registry, info, module)
+            _load_entry_point(pm, registry, ep, is_builtin)
     for name, obj in extra_plugins or []:
         info = PluginInfo(name, getattr(obj, "__name__", repr(obj)), "-", "-", False)
         register_plugin(pm, registry, info, obj)
     return registry
+
+
+def load_plugin(name: str) -> Registry | None:
+    """A registry of the one installed plugin called ``name`` (its entry-point name), or None
+    when none is: `tfx predict` loads only the plugin behind a model's preprocessing step."""
+    builtin, third = _entry_points()
+    for eps, is_builtin in ((builtin, True), (third, False)):
+        for ep in eps:
+            if ep.name == name:
+                registry = Registry()
+                _load_entry_point(new_plugin_manager(), registry, ep, is_builtin)
+                return registry
+    return None
+
+
+def _load_entry_point(pm: pluggy.PluginManager, registry: Registry, ep: md.EntryPoint,
+                      builtin: bool) -> None:
+    """Import one entry point's module and register it (an import failure marks it broken)."""
+    dist = ep.dist.name if ep.dist is not None else "?"
+    version = ep.dist.version if ep.dist is not None else "?"
+    info = PluginInfo(ep.name, ep.value, dist, version, builtin)
+    try:
+        module = ep.load()
+    except (Exception, SystemExit) as exc:  # sys.exit() at import must not end tfx
+        info.error = f"{type(exc).__name__} while importing {ep.value}: {exc}"
+        missing = missing_extra(exc)
+        info.missing_extra = str(missing) if missing is not None else None
+        registry.plugins.append(info)
+        return
+    register_plugin(pm, registry, info, module)
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading the plugins on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = load_registry()
+    return _REGISTRY
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Drop (or replace) the process-wide registry; tests use it to add and remove fakes."""
+    global _REGISTRY
+    _REGISTRY = registry
+
+
+def get(kind: str, name: str) -> Any:
+    """The spec of ``kind`` called ``name`` in the process-wide registry
+    (``get_registry().get(kind, name)``); an unknown name while a built-in plugin could not
+    load for a missing extra is that MissingExtraError (install the extra, not a typo)."""
+    registry = get_registry()
+    try:
+        return registry.get(kind, name)
+    except UnknownNameError:
+        missing = next((p for p in registry.plugins if p.builtin and p.missing_extra), None)
+        if missing is None:
+            raise
+        raise MissingExtraError(f"'{name}' is unknown because the built-in plugin "
+                                f"'{missing.name}' could not load. {missing.missing_extra}"
+                                ) from None

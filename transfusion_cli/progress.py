@@ -9,12 +9,12 @@ share one rich display, since a terminal holds one live display at a time.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from transfusion_cli import env
 from transfusion_cli.console import err
 
 INTERVAL_ENV = "TFX_PROGRESS_INTERVAL"
@@ -25,10 +25,8 @@ T = TypeVar("T")
 
 def line_interval() -> float:
     """Seconds between off-terminal progress lines (``$TFX_PROGRESS_INTERVAL``, default 10)."""
-    try:
-        return max(0.0, float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_S)))
-    except ValueError:
-        return DEFAULT_INTERVAL_S
+    interval = env.value(INTERVAL_ENV)
+    return DEFAULT_INTERVAL_S if interval is None else interval
 
 
 def format_duration(seconds: float) -> str:
@@ -64,9 +62,11 @@ class _SharedDisplay:
         with self.lock:
             if self.bar is None:
                 self.bar = Progress(
-                    TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[status]}"), console=err, transient=False,
+                    # descriptions and statuses hold names from files: text, never markup
+                    TextColumn("{task.description}", markup=False), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), TextColumn("{task.fields[status]}", markup=False),
+                    console=err, transient=False,
                     # stdout carries data: it must never be routed through the stderr display
                     redirect_stdout=False)
                 self.bar.start()

@@ -1,23 +1,50 @@
-"""Frozen spec dataclasses and the registry that plugins fill: get(kind, name) with did-you-mean."""
+"""Frozen spec dataclasses and the Registry that plugins fill (lookup with did-you-mean).
+
+The process-wide registry, loaded from the installed plugins, is `plugins.get_registry()`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from transfusion_cli.errors import ConfigError, TfxError, UnknownNameError
 
-KINDS = ("datasets", "architectures", "inits", "metrics")
+KINDS = ("datasets", "architectures", "inits", "metrics", "preprocessing")
+
+
+class TfxModel(Protocol):
+    """What tfx reads from a model that ``ArchitectureSpec.build`` returns (a torch ``nn.Module``).
+
+    ``tfx_blocks`` is required. The other attributes are optional: readers use
+    ``getattr(model, name, default)`` with the default given in each comment.
+    """
+
+    # Block name (``stem``, ``block1``, ..., ``head``) -> the submodule names in that block, in
+    # forward order: similarity, explain, block-wise inits and freezing read it.
+    tfx_blocks: Mapping[str, tuple[str, ...]]
+    # Input channels the model was built for (default: the dataset's channels).
+    in_chans: int
+    # How the architecture initialises itself, recorded in the run's env.json (default None).
+    tfx_init_scheme: Mapping[str, Any] | None
+    # Keyword arguments a from-scratch init passes to ``model.init_weights`` (default {}).
+    tfx_init_kwargs: Mapping[str, Any]
+    # A slimmer variant's donor: ``{"arch": NAME, "blocks": [...]}``; pretrained inits copy
+    # the donor's weights block by block (default None: the architecture's own weights).
+    tfx_pretrained_from: Mapping[str, Any] | None
+
+    def __call__(self, images: Any) -> Any:
+        """Logits for a normalised image batch (N, C, H, W)."""
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
     """How to build one architecture: ``build(num_classes=..., in_chans=...) -> nn.Module``.
 
-    The module it returns carries ``tfx_blocks``: an ordered dict from block name (``stem``,
-    ``block1``, ..., ``head``) to the tuple of submodule names that make up the block.
+    The module it returns is a ``TfxModel``: it carries ``tfx_blocks``, an ordered dict from
+    block name (``stem``, ``block1``, ..., ``head``) to the tuple of submodule names that make
+    up the block, and may carry the optional attributes ``TfxModel`` documents.
     """
 
     name: str
@@ -45,6 +72,39 @@ class DatasetSpec:
     default_augment: str = "none"
     # Dataset-specific options (``--option key=value``): name -> one-line help.
     options: dict[str, str] = field(default_factory=dict)
+    # ``input_roots(DatasetOptions) -> paths``: the files and folders a build with these options
+    # reads besides ``data_dir`` itself (e.g. a CSV's image root), found cheaply (no image
+    # decoded); tfx never writes into them. None: the dataset reads only inside ``data_dir``.
+    input_roots: Callable[..., Any] | None = None
+    # ``fetch(name, size, folder) -> Path``: download one published file of this dataset into
+    # ``folder``, checked against its published checksum (`tfx data fetch DATASET/NAME`).
+    fetch: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """A named image preprocessing step that a dataset applies before resizing.
+
+    ``apply(image) -> image``: a decoded uint8 image, (H, W) grayscale or (H, W, 3) colour as
+    the model takes it, to a uint8 image of any size (tfx resizes it to the model's input
+    next). A dataset names its step in ``DatasetInfo.preprocess``; tfx applies it to every
+    training image, records the name in checkpoints and exported models, and `tfx predict`
+    applies it again by name (importing only the plugin that registered it, so keep that
+    plugin's module free of torch imports if predict should stay light).
+    ``input_warning(image) -> str | None``: optional; given a decoded (H, W, 3) uint8 input
+    of `tfx predict`, a warning when it is clearly not what the step expects.
+    ``field_of_view(image) -> mask | None``: optional; given a prepared (H, W, 3) uint8 model
+    input, a boolean (H, W) mask of the imaged field (e.g. the fundus disc): heatmap
+    overlays draw nothing outside it.
+    ``apply``, ``input_warning`` and ``field_of_view`` must be module-level functions (they
+    are pickled).
+    """
+
+    name: str
+    apply: Callable[[Any], Any]
+    description: str = ""
+    input_warning: Callable[[Any], str | None] | None = None
+    field_of_view: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +117,10 @@ class InitSpec:
     ``check_argument(argument, ArchitectureSpec) -> str | None``: validates the argument before
     any training starts (raising a TfxError with the fix) and may return a normalised form
     (e.g. an absolute path); ``tfx compare-inits`` calls it through ``check``.
-    ``full_transfer``: copies every pretrained feature, so it plays "transfer" against
-    ``random`` in the paper's comparisons (``tfx figures``).
+    ``full_transfer``: copies every pretrained feature, so it plays "transfer" against the
+    baseline in the paper's comparisons (``tfx figures``).
+    ``baseline``: the from-scratch init every other init is compared against (the paper's
+    ``random``); exactly one registered init sets it (``Registry.baseline_init``).
     """
 
     name: str
@@ -69,6 +131,7 @@ class InitSpec:
     needs_weights: bool = False
     check_argument: Callable[[str, ArchitectureSpec], str | None] | None = None
     full_transfer: bool = False
+    baseline: bool = False
 
     def check(self, argument: str | None, arch: ArchitectureSpec) -> str:
         """The init as ``name`` or ``name:ARGUMENT`` (normalised), or a ConfigError with the fix."""
@@ -127,6 +190,7 @@ SPEC_TYPES = {
     "architectures": ArchitectureSpec,
     "inits": InitSpec,
     "metrics": MetricSpec,
+    "preprocessing": PreprocessSpec,
 }
 
 
@@ -184,26 +248,12 @@ class Registry:
         """Name of the plugin that registered ``name``."""
         return self._owners[kind][name]
 
-
-_REGISTRY: Registry | None = None
-
-
-def get_registry() -> Registry:
-    """The process-wide registry, loading plugins on first use."""
-    global _REGISTRY
-    if _REGISTRY is None:
-        from transfusion_cli.plugins import load_registry
-
-        _REGISTRY = load_registry()
-    return _REGISTRY
-
-
-def reset_registry(registry: Registry | None = None) -> None:
-    """Drop (or replace) the process-wide registry; tests use it to add and remove fakes."""
-    global _REGISTRY
-    _REGISTRY = registry
-
-
-def get(kind: str, name: str) -> Any:
-    """Shortcut for ``get_registry().get(kind, name)``."""
-    return get_registry().get(kind, name)
+    def baseline_init(self) -> InitSpec:
+        """The init that sets ``baseline`` (the paper's ``random``); a ConfigError unless
+        exactly one registered init does."""
+        found = [spec for spec in self.specs("inits") if spec.baseline]
+        if len(found) != 1:
+            names = ", ".join(spec.name for spec in found) or "none"
+            raise ConfigError(f"Exactly one init must be the baseline (InitSpec.baseline); "
+                              f"found {names}. Check the installed plugins (`tfx plugins`).")
+        return found[0]

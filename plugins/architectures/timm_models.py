@@ -3,7 +3,10 @@
 Initialisation scheme: timm zero-initialises the last BatchNorm scale of every residual block
 (``zero_init_last=True``); the paper's TF-Slim ResNets do not, so tfx builds every timm model
 that has the option with ``zero_init_last=False``. A ``model_zoo.yaml`` entry asks otherwise
-with ``zero_init_last: true``. The scheme travels with the model as ``tfx_init_scheme`` (the
+with ``zero_init_last: true``. The paper's ResNet50 and Inception-v3 were TF-Slim models: their
+zoo entries (``resnet50``, ``resnet50-slim``, ``inception-v3``) say ``init_scheme: tf-slim`` and
+the ``random`` init then draws the weights as TF-Slim does instead of timm's He fan-out
+(``timm/<name>`` keeps timm's). The scheme travels with the model as ``tfx_init_scheme`` (the
 run's env.json records it) and ``tfx_init_kwargs`` (what the ``random`` init re-applies).
 """
 
@@ -25,17 +28,22 @@ from transfusion_cli.api import (
 )
 
 FAMILY = "timm"
+INIT_SCHEMES = ("timm", "tf-slim")
+TF_SLIM_TEXT = ("TF-Slim's, as the paper's models: truncated normal, variance scaling 2.0 over "
+                "the fan-in, applied by the random init (plugins/inits/tf_slim.py)")
 STAGE_CONTAINERS = ("stages", "blocks", "layers", "features")
 
 
 def build_timm(timm_name: str, blocks: dict | None, num_classes: int = 5, in_chans: int = 3,
                *, zero_init_last: bool = False, pretrained_from: dict | None = None,
-               **kwargs) -> nn.Module:
+               init_scheme: str = "timm", **kwargs) -> nn.Module:
     """``timm.create_model`` (no download) with the ordered blocks attached as ``tfx_blocks``.
 
     ``kwargs`` go to the timm model (e.g. ``channels`` for a ResNet); ``pretrained_from``
     (``{"arch": NAME, "blocks": [...]}``) says that the pretrained weights of these blocks come
     from architecture NAME, whose blocks of the same names have the same tensors.
+    ``init_scheme`` ``tf-slim`` asks the ``random`` init for TF-Slim's weights
+    (``tfx_init_scheme["weights"]``).
     """
     import timm
 
@@ -53,7 +61,9 @@ def build_timm(timm_name: str, blocks: dict | None, num_classes: int = 5, in_cha
     accepts = init_weights is not None and \
         "zero_init_last" in inspect.signature(init_weights).parameters
     model.tfx_init_kwargs = {"zero_init_last": zero_init_last} if accepts else {}
-    model.tfx_init_scheme = {"builder": "timm", "timm_name": timm_name, **scheme}
+    model.tfx_init_scheme = {"builder": "timm", "timm_name": timm_name, **scheme,
+                             **({"weights": init_scheme, "description": TF_SLIM_TEXT}
+                                if init_scheme == "tf-slim" else {"weights": "timm"})}
     if pretrained_from:
         model.tfx_pretrained_from = {"arch": pretrained_from["arch"],
                                      "blocks": list(pretrained_from["blocks"])}
@@ -106,6 +116,9 @@ def check_entry(name: str, entry: dict) -> None:
     """A zoo entry of this family names its timm model and its ordered blocks."""
     if "timm_name" not in entry or not entry.get("blocks"):
         raise ConfigError(f"model_zoo.yaml: timm entry '{name}' needs timm_name and blocks.")
+    if entry.get("init_scheme", "timm") not in INIT_SCHEMES:
+        raise ConfigError(f"model_zoo.yaml: timm entry '{name}' has init_scheme "
+                          f"{entry['init_scheme']!r}; use one of {', '.join(INIT_SCHEMES)}.")
 
 
 @hookimpl
@@ -119,6 +132,7 @@ def tfx_register_architectures(register):
             build=partial(build_timm, entry["timm_name"], entry["blocks"],
                           zero_init_last=bool(entry.get("zero_init_last", False)),
                           pretrained_from=entry.get("pretrained_from"),
+                          init_scheme=entry.get("init_scheme", "timm"),
                           **(entry.get("timm_kwargs") or {})),
             description=entry.get("description", ""),
             family=FAMILY,

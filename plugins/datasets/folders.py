@@ -1,8 +1,9 @@
 """Your own images: ``image-folder`` (root/<class>/*.png) and ``csv`` (a manifest of paths).
 
-Both read PNG, JPEG, TIFF, BMP and DICOM (``.dcm``, with the ``tfx[dicom]`` extra). Without
-given splits, val and test are drawn at random, stratified by class (by patient when the
-CSV has a patient column).
+Both read the image files `tfx predict` reads (``IMAGE_SUFFIXES``: PNG, JPEG, TIFF, BMP,
+WebP, GIF) and DICOM (``.dcm``, with the ``transfusion-cli[dicom]`` extra). Without given
+splits, val and test are drawn at random, stratified by class (by patient when the CSV has a
+patient column).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from transfusion_cli.api import (
 )
 
 DEFAULT_IMAGE_SIZE = 224
+FUNDUS_STEP = "fundus_crop"  # the preprocessing step registered by the `fundus` plugin
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val",
                 "test": "test"}
@@ -123,7 +125,8 @@ def make_info(name: str, task: str, classes: tuple[str, ...], channels: int, ima
     """DatasetInfo of a user dataset."""
     mean, std = normalisation(channels)
     return DatasetInfo(name=name, task=task, class_names=classes, channels=channels,
-                       image_size=image_size, mean=mean, std=std, fundus_crop=crop,
+                       image_size=image_size, mean=mean, std=std,
+                       preprocess=FUNDUS_STEP if crop else None,
                        selection_metric="mean_auc" if task == "multilabel" else "auc",
                        options=resolved)
 
@@ -149,6 +152,16 @@ def folder_images(root: Path, allow_empty: bool = True) -> dict[str, list[Path]]
                         f"so class '{folder.name}' cannot be learned; add its images, or remove "
                         "the folder (or hide it by starting its name with '.').")
     return classes
+
+
+def image_folder_roots(options: DatasetOptions) -> list[Path]:
+    """Where class folders that are symlinks lead (root/<class>, root/<split>/<class>)."""
+    root = options.data_dir
+    if root is None or not root.is_dir():
+        return []
+    folders = [root, *(root / n for names in SPLIT_FOLDERS.values() for n in names)]
+    return [child.resolve() for folder in folders if folder.is_dir()
+            for child in folder.iterdir() if child.is_symlink() and child.is_dir()]
 
 
 def build_image_folder(options: DatasetOptions) -> DatasetBundle:
@@ -227,6 +240,33 @@ def locate_manifest(data_dir: Path, manifest: str | None) -> Path:
                         "or --option manifest=FILE.")
     raise DataError(f"{data_dir} has several CSV files ({', '.join(f.name for f in files)}); "
                     "choose one with --option manifest=FILE.")
+
+
+def csv_roots(options: DatasetOptions) -> list[Path]:
+    """The manifest, the folder its paths are relative to, and every folder outside that one
+    holding an image it lists (absolute paths, ``../``); what cannot be read is left to the
+    build, which says why."""
+    if options.data_dir is None:
+        return []
+    extra = {k: str(v) for k, v in options.extra.items() if v is not None}
+    try:
+        csv_path = locate_manifest(options.data_dir, extra.get("manifest") or None)
+        table = read_table(csv_path)
+    except (DataError, OSError):
+        return []
+    root = Path(os.path.abspath(extra.get("root") or csv_path.parent))
+    column = extra.get("path_column") or next((c for c in PATH_COLUMNS if c in table.columns),
+                                              None)
+    if column not in table.columns:
+        return [csv_path, root]
+    outside = sorted({Path(os.path.normpath(root / value)).parent
+                      for value in table.column(column) if value} - {root})
+    folders: list[Path] = []
+    for folder in outside:  # sorted: a folder comes before the folders inside it
+        if not folder.is_relative_to(root) and not any(folder.is_relative_to(f)
+                                                       for f in folders):
+            folders.append(folder)
+    return [csv_path, root, *folders]
 
 
 def multiclass_labels(table: Table, column: str, classes: list[str] | None
@@ -364,8 +404,9 @@ def tfx_register_datasets(register):
     register(DatasetSpec(
         "image-folder", build_image_folder, "your images, one folder per class "
         "(root/<class>/*.png), optional train/ val/ test/", default_image_size=DEFAULT_IMAGE_SIZE,
-        needs_data_dir=True, options=FOLDER_OPTIONS, default_augment="light"))
+        needs_data_dir=True, options=FOLDER_OPTIONS, default_augment="light",
+        input_roots=image_folder_roots))
     register(DatasetSpec(
         "csv", build_csv, "your images listed in a CSV: a path column and a class column "
         "or several 0/1 columns", default_image_size=DEFAULT_IMAGE_SIZE, needs_data_dir=True,
-        options=CSV_OPTIONS, default_augment="light"))
+        options=CSV_OPTIONS, default_augment="light", input_roots=csv_roots))

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from tfx_plugins.datasets.medmnist_files import fetch
 
 from transfusion_cli.api import (
     DataError,
@@ -29,7 +30,7 @@ from transfusion_cli.api import (
 )
 
 NAME = "medmnist"
-SPLITS = ("train", "val", "test")
+NPZ_SPLITS = ("train", "val", "test")  # MedMNIST .npz members: <split>_images, <split>_labels
 SOURCE = "https://zenodo.org/records/10519652 (MedMNIST v2 / MedMNIST+, e.g. retinamnist.npz)"
 OPTIONS = {"subset": "which .npz when --data-dir is a folder: e.g. retinamnist or "
                      "pneumoniamnist_224 (default: the only .npz there)"}
@@ -81,6 +82,13 @@ def locate(data_dir: Path | None, subset: str | None) -> Path:
     files = sorted(data_dir.glob("*.npz"))
     if subset:
         path = data_dir / (subset if subset.endswith(".npz") else f"{subset}.npz")
+        sizes = [f for f in files if re.fullmatch(rf"{re.escape(subset)}_(64|128|224)", f.stem)]
+        if not path.is_file() and len(sizes) == 1:
+            return sizes[0]  # `subset=retinamnist` in a folder holding retinamnist_64.npz only
+        if not path.is_file() and sizes:
+            raise DataError(f"{data_dir} holds {subset} at several sizes "
+                            f"({', '.join(f.name for f in sizes)}); choose one with --option "
+                            f"subset={sizes[0].stem} (or give the file itself as --data-dir).")
         if not path.is_file():
             shown = ", ".join(f.stem for f in files) or "none"
             raise DataError(f"{path} does not exist (npz files in {data_dir}: {shown}); "
@@ -152,13 +160,13 @@ def read_labels(path: Path) -> dict[str, np.ndarray]:
                         "file, or an incomplete download?); expected a MedMNIST .npz file.")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            wanted = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
+            wanted = [f"{s}_{kind}" for s in NPZ_SPLITS for kind in ("images", "labels")]
             missing = [key for key in wanted if key not in npz.files]
             if missing:
                 raise DataError(f"{path} has no {', '.join(missing)} (it has: "
                                 f"{', '.join(npz.files)}); expected a MedMNIST file with "
                                 "train/val/test _images and _labels.")
-            labels = {s: np.asarray(npz[f"{s}_labels"]) for s in SPLITS}
+            labels = {s: np.asarray(npz[f"{s}_labels"]) for s in NPZ_SPLITS}
     except DataError:
         raise
     except ValueError as exc:
@@ -189,25 +197,25 @@ def build(options: DatasetOptions) -> DatasetBundle:
     reader = OptionReader(NAME, options.extra)
     path = locate(options.data_dir, reader.text("subset", None))
     labels = read_labels(path)
-    headers = {s: npz_member_header(path, f"{s}_images") for s in SPLITS}
+    headers = {s: npz_member_header(path, f"{s}_images") for s in NPZ_SPLITS}
     for split, (_, dtype) in headers.items():
         if dtype != np.uint8:
             raise DataError(f"{path}: {split}_images holds {dtype} values; MedMNIST images are "
                             "uint8 (0-255). Convert them, e.g. (x * 255).round().astype('uint8') "
                             "for floats in 0-1.")
-    members = {s: headers[s][0] for s in SPLITS}
-    shapes = {s: _image_shape(path, s, members[s]) for s in SPLITS}
+    members = {s: headers[s][0] for s in NPZ_SPLITS}
+    shapes = {s: _image_shape(path, s, members[s]) for s in NPZ_SPLITS}
     if len(set(shapes.values())) != 1:
         raise DataError(f"{path}: the splits hold images of different shapes {shapes}.")
     height, width, channels = shapes["train"]
     if height != width:
         raise DataError(f"{path}: images are {height}x{width}; tfx expects square images.")
-    for split in SPLITS:
+    for split in NPZ_SPLITS:
         if members[split][0] != len(labels[split]):
             raise DataError(f"{path}: {split}_images has {members[split][0]} images but "
                             f"{split}_labels has {len(labels[split])} rows.")
     task, classes = infer_task(path, labels)
-    targets = {s: check_labels(path, s, labels[s], task, classes) for s in SPLITS}
+    targets = {s: check_labels(path, s, labels[s], task, classes) for s in NPZ_SPLITS}
     image_size = options.image_size or height
     mean, std = normalisation(channels)
     graded = GRADED.get(known_name(path) or "")
@@ -219,12 +227,12 @@ def build(options: DatasetOptions) -> DatasetBundle:
             "mean_auc" if task == "multilabel" else "auc"),
         options=reader.resolved)
     splits = {}
-    for split in SPLITS:
+    for split in NPZ_SPLITS:
         source = NpzArraySource(path, f"{split}_images", image_size, channels)
         ids = [f"{path.stem}/{split}/{i}" for i in range(len(source))]
         splits[split] = cached_split(NAME, f"{path.stem}-{split}", source, targets[split], task,
                                      ids, image_size, channels, options.skip_bad_images)
-    check_splits(info, {s: splits[s].labels for s in SPLITS},
+    check_splits(info, {s: splits[s].labels for s in NPZ_SPLITS},
                  "is this the complete file? The MedMNIST splits are fixed")
     return DatasetBundle(info, splits["train"], splits["val"], splits["test"])
 
@@ -244,4 +252,4 @@ def tfx_register_datasets(register):
     register(DatasetSpec(
         NAME, build, "any MedMNIST / MedMNIST+ 2D .npz file (e.g. retinamnist, pneumoniamnist)",
         default_image_size=None, needs_data_dir=True, options=OPTIONS,
-        default_augment="light"))
+        default_augment="light", fetch=fetch))

@@ -1,8 +1,9 @@
 """Retina: diabetic-retinopathy grades 0-4 on EyePACS (Kaggle) or APTOS 2019 fundus photos.
 
-Both layouts are read as published. Images are cropped to the circular field of view and
-resized (paper: 587 px); the split is by patient (EyePACS ``<patient>_<left|right>``: both
-eyes in one split), stratified by the patient's highest grade and seeded by the data seed.
+Both layouts are read as published. Images are cropped to the circular field of view (the
+``fundus_crop`` preprocessing step, plugins/preprocess/fundus.py) and resized (paper: 587
+px); the split is by patient (EyePACS ``<patient>_<left|right>``: both eyes in one split),
+stratified by the patient's highest grade and seeded by the data seed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SOURCE = ("https://www.kaggle.com/c/diabetic-retinopathy-detection/data (EyePACS
           "https://www.kaggle.com/c/aptos2019-blindness-detection/data (APTOS 2019)")
 EYE = re.compile(r"(.+)_(left|right)", re.IGNORECASE)
 OTHER_SUFFIXES = (".jpeg", ".jpg", ".png", ".tif", ".tiff")
+FUNDUS_STEP = "fundus_crop"  # the preprocessing step registered by the `fundus` plugin
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def build(options: DatasetOptions) -> DatasetBundle:
         name=NAME, task="multiclass", class_names=GRADES, channels=3,
         image_size=options.image_size or DEFAULT_IMAGE_SIZE, mean=mean, std=std,
         referable_threshold=REFERABLE_GRADE, selection_metric="referable_auc",
-        fundus_crop=crop, options=reader.resolved)
+        preprocess=FUNDUS_STEP if crop else None, options=reader.resolved)
     bundle = file_bundle(info, splits, options.skip_bad_images,
                          "use more images, or change the split with --option val_fraction=F, "
                          "--option test_fraction=F or another --data-seed", manifest)

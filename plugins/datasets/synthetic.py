@@ -132,7 +132,7 @@ def build_retina(options: DatasetOptions) -> DatasetBundle:
     info = DatasetInfo(
         name=name, task="multiclass", class_names=GRADE_NAMES, channels=3,
         image_size=image_size, mean=RETINA_MEAN, std=RETINA_STD, referable_threshold=2,
-        selection_metric="referable_auc", fundus_crop=False, options=resolved)
+        selection_metric="referable_auc", options=resolved)
     bundle = make_bundle(info, FundusGenerator(tuple(resolved["grade_frequencies"])), 1,
                          check_seed(name, options.seed), resolved)
     for split in (bundle.train, bundle.val, bundle.test):

@@ -30,17 +30,22 @@ from transfusion_cli.api import (
     state_keys_by_block,
 )
 
+from . import tf_slim
+
 
 def reset_module_parameters(model: nn.Module) -> None:
-    """Re-run the architecture's own initialisation (CBR: He normal; timm: timm's scheme)."""
+    """Re-run the architecture's own initialisation (CBR: He normal; timm: timm's scheme; the
+    paper's ResNet50 / Inception-v3: TF-Slim's, ``tf_slim``)."""
     if hasattr(model, "reset_parameters"):
         model.reset_parameters()
-        return
-    for module in model.modules():
-        if module is not model and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    if hasattr(model, "init_weights"):  # timm models re-apply their own scheme on top
-        model.init_weights(**getattr(model, "tfx_init_kwargs", {}))
+    else:
+        for module in model.modules():
+            if module is not model and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        if hasattr(model, "init_weights"):  # timm models re-apply their own scheme on top
+            model.init_weights(**getattr(model, "tfx_init_kwargs", {}))
+    if (getattr(model, "tfx_init_scheme", None) or {}).get("weights") == tf_slim.SCHEME:
+        tf_slim.apply_tf_slim(model)
 
 
 def apply_random(model: nn.Module, context: InitContext) -> dict:
@@ -242,8 +247,9 @@ def check_transfusion_blocks(argument: str, arch: ArchitectureSpec) -> None:
 @hookimpl
 def tfx_register_inits(register):
     register(InitSpec("random", apply_random,
-                      "the architecture's standard initialisation (He normal for CBR, timm's "
-                      "for timm models), seeded"))
+                      "the architecture's standard initialisation, seeded: He normal for CBR, "
+                      "TF-Slim's for the paper's resnet50 / resnet50-slim / inception-v3, "
+                      "timm's for other timm models", baseline=True))
     register(InitSpec("imagenet", apply_imagenet,
                       "pretrained weights (timm download, or --weights FILE: timm weights or a "
                       "tfx checkpoint); head re-initialised, input conv adapted",

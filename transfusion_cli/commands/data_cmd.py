@@ -1,24 +1,31 @@
-"""`tfx data show` (contact sheet PNG) and `tfx data stats` (label counts per split)."""
+"""`tfx data show` (contact sheet PNG), `tfx data stats` (label counts per split) and `tfx data
+fetch` (a published file, checksum-checked)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 
 from transfusion_cli.app import app, examples
+from transfusion_cli.commands.options import (
+    Split,
+    data_dir_option,
+    dataset_option_option,
+    json_option,
+    out_option,
+    split_option,
+)
 from transfusion_cli.console import info, out, print_json
-from transfusion_cli.data.stats import SPLITS
 
-data_app = typer.Typer(help="Look at a dataset: contact sheet and label statistics.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Look at a dataset (contact sheet, label statistics) or download "
+                       "one (fetch).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 DATA = typer.Option(..., "--data", help="Dataset name (see `tfx list datasets`).")
-DATA_DIR = typer.Option(None, "--data-dir", help="Folder with the dataset's files.")
-OPTIONS = typer.Option([], "--option", metavar="KEY=VALUE",
-                       help="Dataset option, repeatable (e.g. uncertainty=u-ones).")
+DATA_DIR = data_dir_option()
+OPTIONS = dataset_option_option()
 DATA_SEED = typer.Option(0, "--data-seed", help="Data seed (synthetic content, patient split).")
 IMAGE_SIZE = typer.Option(None, "--image-size", help="Image size in pixels.",
                           show_default="the dataset's")
@@ -38,8 +45,8 @@ def load_bundle(data: str, data_dir: Path | None, option: list[str], data_seed: 
     "tfx data show --data chexpert --data-dir /data/CheXpert --split val -o val.png"))
 def show_command(
     data: str = DATA,
-    out_path: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
-    split: Literal[SPLITS] = typer.Option("train", "--split", help="Which split to show."),
+    out_path: Path = out_option(..., "PNG file to write."),
+    split: Split = split_option("train", "Which split to show."),
     per_class: int = typer.Option(8, "--per-class", min=1, max=64,
                                   help="Examples per row (class or label)."),
     data_dir: Path | None = DATA_DIR,
@@ -48,11 +55,13 @@ def show_command(
     image_size: int | None = IMAGE_SIZE,
 ) -> None:
     """Write a contact sheet: a row of examples per class (per label for multi-label data)."""
-    from transfusion_cli.data.build import resolve_data_dir
+    from transfusion_cli.data.build import parse_option_pairs
     from transfusion_cli.data.contact_sheet import contact_sheet, write_contact_sheet
+    from transfusion_cli.data.source import DataSource
     from transfusion_cli.outputs import refuse_overwriting_inputs
 
-    refuse_overwriting_inputs({"--out": out_path}, data_dirs=[resolve_data_dir(data, data_dir)])
+    refuse_overwriting_inputs({"--out": out_path}, data_dirs=DataSource.named(
+        data, data_dir, parse_option_pairs(option or [])).input_roots())
     bundle = load_bundle(data, data_dir, option, data_seed, image_size)
     sheet = contact_sheet(bundle, split, per_class, seed=data_seed)
     path = write_contact_sheet(out_path, sheet)
@@ -69,7 +78,7 @@ def stats_command(
     option: list[str] = OPTIONS,
     data_seed: int = DATA_SEED,
     image_size: int | None = IMAGE_SIZE,
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    json_output: bool = json_option(),
 ) -> None:
     """Label counts per split (positives / negatives / masked per label for multi-label)."""
     from transfusion_cli.data.stats import label_stats
@@ -117,25 +126,61 @@ def format_share(count: int, total: int) -> str:
 
 @data_app.command("save", epilog=examples(
     "tfx data save --data synthetic-retina --n 4 -o samples/   "
-    "[dim]# then: tfx predict model.onnx samples/[/dim]"))
+    "# then: tfx predict model.onnx samples/"))
 def save_command(
     data: str = DATA,
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the PNG files."),
+    out_dir: Path = out_option(..., "Folder for the PNG files."),
     n: int = typer.Option(4, "--n", min=1, help="How many images (spread over the classes)."),
-    split: Literal[SPLITS] = typer.Option("test", "--split", help="Which split to sample."),
+    split: Split = split_option("test", "Which split to sample."),
     data_dir: Path | None = DATA_DIR,
     option: list[str] = OPTIONS,
     data_seed: int = DATA_SEED,
     image_size: int | None = IMAGE_SIZE,
 ) -> None:
     """Save sample images as PNG files named <split>-<index>-<label>.png."""
-    from transfusion_cli.data.build import resolve_data_dir
+    from transfusion_cli.data.build import parse_option_pairs
     from transfusion_cli.data.samples import save_samples
+    from transfusion_cli.data.source import DataSource
     from transfusion_cli.outputs import refuse_overwriting_inputs
 
-    refuse_overwriting_inputs({"--out": out_dir}, data_dirs=[resolve_data_dir(data, data_dir)])
+    refuse_overwriting_inputs({"--out": out_dir}, data_dirs=DataSource.named(
+        data, data_dir, parse_option_pairs(option or [])).input_roots())
     bundle = load_bundle(data, data_dir, option, data_seed, image_size)
     paths = save_samples(bundle, out_dir, n, split, seed=data_seed)
     info(f"Wrote {len(paths)} {data} {split} images to {out_dir}.")
     for path in paths:
         out.print(str(path), markup=False)
+
+
+@data_app.command("fetch", epilog=examples(
+    "tfx data fetch medmnist/retinamnist               # 28 px, into $TFX_DATA_DIR/medmnist",
+    "tfx data fetch medmnist/pneumoniamnist --size 224 -o ~/data/medmnist"))
+def fetch_command(
+    what: str = typer.Argument(..., metavar="DATASET/NAME", help="What to download, e.g. "
+                               "medmnist/retinamnist (a dataset that can fetch its files)."),
+    size: int = typer.Option(28, "--size", help="Image size of the file (MedMNIST+: 28, 64, "
+                             "128 or 224 px)."),
+    out_dir: Path | None = out_option(None, "Folder to download into.",
+                                      show_default="$TFX_DATA_DIR/<dataset>"),
+) -> None:
+    """Download a dataset's published file and check its published checksum (MD5) before it
+    is kept; an existing file is never overwritten."""
+    from transfusion_cli import env
+    from transfusion_cli.errors import ConfigError
+    from transfusion_cli.plugins import get
+
+    dataset, sep, name = what.partition("/")
+    if not sep or not dataset or not name:
+        raise ConfigError(f"{what!r}: write DATASET/NAME, e.g. medmnist/retinamnist.")
+    spec = get("datasets", dataset)
+    if spec.fetch is None:
+        raise ConfigError(f"Dataset '{dataset}' has no files tfx can download; get them as "
+                          "`tfx list datasets` describes and pass --data-dir.")
+    if out_dir is None:
+        root = env.value("TFX_DATA_DIR")
+        if root is None:
+            raise ConfigError("Where to? Pass --out FOLDER, or set TFX_DATA_DIR (the file then "
+                              f"goes to $TFX_DATA_DIR/{dataset}, where tfx looks for it).")
+        out_dir = Path(root) / dataset
+    path = spec.fetch(name, size, out_dir)
+    out.print(str(path), markup=False)

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from transfusion_cli.app import app, examples
+from transfusion_cli.commands.options import data_dir_option, json_option, out_option
 from transfusion_cli.console import info, out, print_json
 
 
@@ -34,11 +35,17 @@ def print_summary(report: dict[str, Any]) -> None:
     quantize = settings["quantize"]
     files = report["files"]
     models = ", ".join(f"{path} ({precision})" for precision, path in files.items()
-                       if precision not in ("report", "model_card"))
+                       if precision not in ("report", "model_card", "triton"))
     out.print(f"wrote {models} and the report {files['report']} ({settings['exporter']}, "
               f"opset {settings['opset']}, input {settings['input_shape']})", markup=False)
     if "model_card" in files:
         out.print(f"model card: {files['model_card']}", markup=False)
+    if files.get("triton"):
+        out.print(f"Triton model repository: {', '.join(files['triton'])}", markup=False)
+    heatmap = report.get("heatmap") or {}
+    if heatmap.get("output"):
+        out.print(f"heatmap output '{heatmap['output']}' {heatmap['shape']}: max abs diff vs "
+                  f"PyTorch {heatmap['max_abs_diff']:.2e}", markup=False)
     table = Table("model", "file MB", "batch-1 ms", "max |diff| vs PyTorch", "top-1 agree (b8)")
     table.add_row("pytorch fp32 (checkpoint)", _figure(report["checkpoint"]["bytes"] / 1e6, 2),
                   _figure(latency["pytorch_fp32"]["median_ms"], 2), "-", "-")
@@ -58,13 +65,13 @@ def print_summary(report: dict[str, Any]) -> None:
 
 @app.command("export", epilog=examples(
     "tfx export runs/quickstart/checkpoints/best.pt --out model.onnx",
-    "tfx export best.pt -o model.onnx --quantize int8   [dim]# + model.int8.onnx[/dim]"))
+    "tfx export best.pt -o model.onnx --quantize int8   # + model.int8.onnx"))
 def export_command(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `tfx fit` (.pt)."),
-    out_path: Path = typer.Option(Path("model.onnx"), "--out", "-o",
-                                  help="ONNX file of the fp32 model; a quantised model goes "
-                                       "beside it (model.int8.onnx / model.fp16.onnx), and so "
-                                       "does the report (model.export.json)."),
+    out_path: Path = out_option(Path("model.onnx"), "ONNX file of the fp32 model; a quantised "
+                                "model goes beside it (model.int8.onnx / model.fp16.onnx), and "
+                                "so do the report (model.export.json) and the model card "
+                                "(model.MODEL_CARD.md)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
     image_size: int | None = typer.Option(None, "--image-size", help="Input size in pixels.",
                                           show_default="the training size"),
@@ -81,17 +88,21 @@ def export_command(
     eval_images: int | None = typer.Option(None, "--eval-images", min=1,
                                            help="Validation images for the fp32 vs quantised "
                                                 "metric.", show_default="all"),
-    data_dir: Path | None = typer.Option(None, "--data-dir",
-                                         help="Folder of the checkpoint's dataset.",
-                                         show_default="the one training used"),
+    data_dir: Path | None = data_dir_option("Folder of the checkpoint's dataset.",
+                                            show_default="the one training used"),
     tolerance: float = typer.Option(1e-4, "--tolerance",
                                     help="Largest max-abs difference of fp32 logits "
                                          "(onnxruntime vs PyTorch) that passes."),
     evaluation: Path | None = typer.Option(
         None, "--evaluation", help="`tfx evaluate` result (evaluation.json) whose test metrics "
-                                   "the model card (MODEL_CARD.md) reports.",
-        show_default="CKPT_STEM.evaluation.json beside the checkpoint, if any"),
-    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+                                   "the model card (NAME.MODEL_CARD.md) reports.",
+        show_default="the record of the training data beside the checkpoint, if any"),
+    triton_repo: Path | None = typer.Option(
+        None, "--triton-repo",
+        help="Also write a Triton Inference Server model repository here: "
+             "DIR/<model>/config.pbtxt and DIR/<model>/1/model.onnx per written model.",
+        show_default=False),
+    json_output: bool = json_option("Print the report as JSON."),
 ) -> None:
     """Export a checkpoint to ONNX, check it against PyTorch, optionally quantise it."""
     from transfusion_cli.deploy.export import ExportSettings, export_checkpoint
@@ -101,7 +112,7 @@ def export_command(
                               calibration_data=calibration_data,
                               calibration_images=calibration_images, eval_images=eval_images,
                               data_dir=data_dir, tolerance=tolerance,
-                              evaluation=evaluation)
+                              evaluation=evaluation, triton_repo=triton_repo)
     report = export_checkpoint(settings, progress=info)
     if json_output:
         print_json(report)

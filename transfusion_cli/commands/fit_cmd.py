@@ -8,6 +8,7 @@ import typer
 
 from transfusion_cli.app import app, examples
 from transfusion_cli.commands.fit_flags import with_fit_flags
+from transfusion_cli.commands.options import json_option
 from transfusion_cli.console import info, print_json
 
 EXAMPLES = examples(
@@ -21,8 +22,7 @@ EXAMPLES = examples(
 def fit_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML config (e.g. "
                                 "RUN_DIR/config.yaml); flags win over its values."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout "
-                                     "at the end."),
+    json_output: bool = json_option("Print one JSON summary on stdout at the end."),
     fit_flags: dict | None = None,
 ) -> None:
     """Train a model; writes config.yaml, env.json, metrics.jsonl and checkpoints/ to a run

@@ -2,7 +2,8 @@
 
 ``@with_fit_flags(names)`` adds one typer option per setting to a command and hands the command the
 values given as one ``fit_flags`` dict (FitConfig field -> value; settings not given are left
-out), so `tfx fit` and `tfx compare-inits` never declare a fit setting themselves.
+out), so `tfx fit` and `tfx compare-inits` never declare a fit setting themselves. A command
+that declares ``ctx: typer.Context`` gets the click context as usual.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any, Literal
 
 import typer
 
+from transfusion_cli.commands.options import was_given
 from transfusion_cli.train.settings import SETTINGS, FitSetting, flag_value
 
 PARAMETER = "fit_flags"
-CONTEXT = "tfx_fit_flags_context"  # typer passes the click context here
+CONTEXT = "tfx_fit_flags_context"  # typer passes the click context here...
+OWN_CONTEXT = "ctx"  # ...or here, when the command declares it
 
 
 def _cli_type(setting: FitSetting) -> Any:
@@ -47,14 +50,6 @@ def setting_option(setting: FitSetting, panel: str | None = None) -> inspect.Par
                              annotation=_cli_type(setting))
 
 
-def _given(context: typer.Context | None, name: str) -> bool:
-    """Whether flag ``name`` was given (not filled in from its default)."""
-    if context is None:  # called as a plain function
-        return True
-    source = context.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
 def with_fit_flags(names: Iterable[str] | None = None, panel: str | None = None) -> Callable:
     """Decorator: the command gains a flag per fit setting in ``names`` (all when None) and
     receives them as ``fit_flags``: only those given on the command line, so that a --config
@@ -66,22 +61,23 @@ def with_fit_flags(names: Iterable[str] | None = None, panel: str | None = None)
         own = [p for p in signature.parameters.values() if p.name != PARAMETER]
         taken = {p.name for p in own}
         added = [setting_option(s, panel) for s in chosen if s.name not in taken]
+        own_context = OWN_CONTEXT in taken
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
-            context = kwargs.pop(CONTEXT, None)
+            context = kwargs.get(OWN_CONTEXT) if own_context else kwargs.pop(CONTEXT, None)
             given = {}
             for setting in chosen:
                 if setting.name in taken:
                     continue
                 value = flag_value(setting, kwargs.pop(setting.name, None))
-                if value is not None and _given(context, setting.name):
+                if value is not None and was_given(context, setting.name):
                     given[setting.name] = value
             return command(**kwargs, **{PARAMETER: given})
 
-        context = inspect.Parameter(CONTEXT, inspect.Parameter.KEYWORD_ONLY,
-                                    annotation=typer.Context)
-        run.__signature__ = signature.replace(parameters=[*own, *added, context])
+        context = [] if own_context else [inspect.Parameter(
+            CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)]
+        run.__signature__ = signature.replace(parameters=[*own, *added, *context])
         return run
 
     return decorate

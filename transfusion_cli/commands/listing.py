@@ -6,20 +6,22 @@ from typing import Literal
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from transfusion_cli.app import app, examples
+from transfusion_cli.commands.options import json_option
 from transfusion_cli.console import out, print_json
 from transfusion_cli.registry import KINDS
 
 
 @app.command("plugins", epilog=examples(
-    "tfx plugins   [dim]# which plugins loaded, what each registered, broken ones[/dim]",
+    "tfx plugins   # which plugins loaded, what each registered, broken ones",
     "tfx plugins --json"))
 def plugins_command(
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_output: bool = json_option("Print JSON instead of a table."),
 ) -> None:
     """List plugins: distribution, version, what each registered, and broken ones with errors."""
-    from transfusion_cli.registry import get_registry
+    from transfusion_cli.plugins import get_registry
 
     plugins = [p.as_dict() for p in get_registry().plugins]
     if json_output:
@@ -28,19 +30,21 @@ def plugins_command(
     table = Table("plugin", "distribution", "version", "registered", "status")
     for p in plugins:
         registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in p["registered"].items() if v)
-        status = f"[red]broken: {p['error']}[/red]" if p["error"] else "ok"
+        # Text, not markup: errors and warnings quote plugin code and file names.
+        status = Text(f"broken: {p['error']}", style="red") if p["error"] else Text("ok")
         if p["warnings"] and not p["error"]:
-            status = f"[yellow]{'; '.join(w.splitlines()[0] for w in p['warnings'])}[/yellow]"
-        table.add_row(p["name"], p["distribution"], p["version"], registered or "-", status)
+            status = Text("; ".join(w.splitlines()[0] for w in p["warnings"]), style="yellow")
+        table.add_row(*(Text(str(cell)) for cell in (p["name"], p["distribution"], p["version"],
+                                                      registered or "-")), status)
     out.print(table)
 
 
 @app.command("list", epilog=examples(
-    "tfx list architectures   [dim]# with parameter counts and block names[/dim]",
+    "tfx list architectures   # with parameter counts and block names",
     "tfx list inits --json"))
 def list_command(
     kind: Literal[KINDS] = typer.Argument(..., help="What to list."),
-    json_output: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_output: bool = json_option("Print JSON instead of a table."),
 ) -> None:
     """List registered architectures, datasets, inits or similarity metrics."""
     from transfusion_cli.catalog import spec_rows
@@ -53,10 +57,15 @@ def list_command(
         table = Table("name", "plugin", "params", "blocks", "description")
         for r in rows:
             params = f"{r['params']:,}" if r["params"] is not None else "-"
-            table.add_row(r["name"], r["plugin"], params, " ".join(r["blocks"]) or "-",
-                          r["description"])
+            add_text_row(table, r["name"], r["plugin"], params, " ".join(r["blocks"]) or "-",
+                         r["description"])
     else:
         table = Table("name", "plugin", "description")
         for r in rows:
-            table.add_row(r["name"], r["plugin"], r["description"])
+            add_text_row(table, r["name"], r["plugin"], r["description"])
     out.print(table)
+
+
+def add_text_row(table: Table, *cells: str) -> None:
+    """A row of plain text: what plugins declare is never read as markup."""
+    table.add_row(*(Text(str(cell)) for cell in cells))

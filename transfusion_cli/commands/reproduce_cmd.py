@@ -8,31 +8,44 @@ from pathlib import Path
 
 import typer
 
-from transfusion_cli.app import app
+from transfusion_cli.app import app, examples
+from transfusion_cli.commands.options import (
+    Executor,
+    data_dir_option,
+    executor_option,
+    json_option,
+    out_option,
+    with_slurm_flags,
+)
 from transfusion_cli.console import info, print_json
+from transfusion_cli.runfolder import OUTPUTS_DIR, StudyFolder
 
-SLURM = "SLURM (--executor slurm)"
-EXAMPLES = ("Examples:\n\n"
-            "  tfx reproduce --profile smoke -o runs/smoke   # every part, synthetic data, CPU\n\n"
-            "  tfx reproduce --profile paper --data-dir retina=/data/eyepacs,"
-            "chexpert=/data/chexpert --jobs 8 -o runs/paper\n\n"
-            "  tfx reproduce --profile paper --executor slurm --partition gpu -o runs/paper\n\n"
-            "  tfx reproduce --show-profile paper > my-study.yaml   # copy, edit, --profile it")
+SLURM = "SLURM (--executor slurm; flags win over the profile's slurm: section)"
+EXAMPLES = examples(
+    "tfx reproduce --profile smoke -o runs/smoke   # pipeline check: synthetic data, CPU",
+    "tfx reproduce --profile medmnist --data-dir retina=DIR,pneumonia=DIR -o runs/medmnist",
+    "tfx reproduce --profile paper --data-dir retina=/data/eyepacs,chexpert=/data/chexpert "
+    "--jobs 8 -o runs/paper",
+    "tfx reproduce --profile paper --executor slurm --partition gpu -o runs/paper",
+    "tfx reproduce --show-profile paper > my-study.yaml   # copy, edit, --profile it",
+    "tfx reproduce --judge runs/paper/evidence.json   # the verdicts of any evidence file")
 
 
 @app.command("reproduce", epilog=EXAMPLES)
+@with_slurm_flags(SLURM)
 def reproduce_command(
-    profile: str = typer.Option("smoke", "--profile", "-p", help="smoke (synthetic, CPU, "
-                                "minutes), paper (EyePACS + CheXpert at the paper's sizes) or "
+    profile: str = typer.Option("smoke", "--profile", "-p", help="smoke (pipeline check: "
+                                "synthetic, CPU, minutes), medmnist (RetinaMNIST + "
+                                "PneumoniaMNIST, real images, a laptop), paper (EyePACS + "
+                                "CheXpert at the paper's sizes) or "
                                 "the path of your own YAML plan."),
-    out: Path = typer.Option(None, "--out", "-o", help="Study folder (default: "
-                             "runs/reproduce-<profile>). Re-running the same command resumes."),
-    data_dir: str = typer.Option(None, "--data-dir", help="Dataset folders: "
-                                 "retina=D1,chexpert=D2 (keys as in the profile)."),
+    out: Path = out_option(None, "Study folder. Re-running the same command resumes.",
+                           show_default="runs/reproduce-<profile>"),
+    data_dir: str = data_dir_option("Dataset folders (or files, e.g. a MedMNIST .npz): "
+                                    "retina=D1,chexpert=D2 (keys as in the profile)."),
     only: str = typer.Option(None, "--only", help="Parts to run, comma-separated: table1, "
                              "table2, table3, convergence, representations."),
-    executor: str = typer.Option("local", "--executor", help="local (this machine) or slurm "
-                                 "(a job array through submitit: pip install 'tfx[slurm]')."),
+    executor: Executor = executor_option("this machine"),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Cells at once: local processes (one per "
                              "GPU when there are GPUs), or the SLURM array's limit."),
     weights: list[str] = typer.Option(None, "--weights", help="Real ImageNet weights ARCH=PATH "
@@ -41,20 +54,12 @@ def reproduce_command(
                                      "report from the cells finished so far."),
     show_profile: str = typer.Option(None, "--show-profile", help="Print a built-in profile's "
                                      "YAML (to copy and edit) and exit."),
-    json_output: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
-    partition: str = typer.Option(None, "--partition", rich_help_panel=SLURM,
-                                  help="SLURM partition."),
-    time_min: int = typer.Option(None, "--time-min", rich_help_panel=SLURM,
-                                 help="Time limit per cell in minutes (a cell that runs out is "
-                                 "requeued and resumes)."),
-    gpus_per_cell: int = typer.Option(None, "--gpus-per-cell", rich_help_panel=SLURM,
-                                      help="GPUs per cell job."),
-    cpus_per_cell: int = typer.Option(None, "--cpus-per-cell", rich_help_panel=SLURM,
-                                      help="CPUs per cell job."),
-    constraint: str = typer.Option(None, "--constraint", rich_help_panel=SLURM,
-                                   help="SLURM --constraint (e.g. a100)."),
-    cluster: str = typer.Option(None, "--slurm-cluster", hidden=True,
-                                help="submitit backend: slurm, local or debug (for tests)."),
+    json_output: bool = json_option("Print the verdicts as JSON."),
+    judge: str = typer.Option(None, "--judge", metavar="EVIDENCE", help="Train nothing: judge "
+                              "an evidence file (a study's evidence.json or its folder, or 'paper' "
+                              "for the paper's published numbers) and print the verdict per "
+                              "claim."),
+    slurm_flags: dict | None = None,
 ) -> None:
     """Reproduce the paper: every table, the convergence study and the representation
     analysis as compare-inits cells, then report.md / report.html with a verdict per claim."""
@@ -62,14 +67,23 @@ def reproduce_command(
     from transfusion_cli.compare.plan import parse_weights
     from transfusion_cli.errors import ConfigError
     from transfusion_cli.reproduce import load_study, run_study
-    from transfusion_cli.reproduce.study import parse_data_dirs, parse_only, profile_path
+    from transfusion_cli.reproduce.study import (
+        ALIASES,
+        PROFILES,
+        parse_data_dirs,
+        parse_only,
+        profile_path,
+    )
+    from transfusion_cli.runfolder import check_name
 
+    if judge is not None:
+        _print_judgement(judge, json_output)
+        return
     if show_profile is not None:
-        path = profile_path(show_profile)
-        if not path.is_file():
-            raise ConfigError(f"--show-profile {show_profile}: built-in profiles are smoke and "
-                              "paper.")
-        sys.stdout.write(path.read_text())
+        if show_profile not in PROFILES and show_profile not in ALIASES:  # a name, never a path
+            raise ConfigError(f"--show-profile {show_profile}: no built-in profile of that name; "
+                              f"the built-in profiles are {', '.join(PROFILES)}.")
+        sys.stdout.write(profile_path(show_profile).read_text())
         return
     study = load_study(profile)
     parts = parse_only(only, study)
@@ -79,11 +93,11 @@ def reproduce_command(
         if any("=" not in w for w in weights):
             raise ConfigError("--weights takes ARCH=PATH (one architecture per flag).")
         study.weights.update({k: v for k, v in parse_weights(weights, archs).items() if v})
-    out = out or Path("runs") / f"reproduce-{study.name}"
+    out = out or Path(OUTPUTS_DIR) / f"reproduce-{check_name(study.name, 'study name')}"
     slurm = SlurmOptions.from_dict(study.slurm, f"{study.source}: slurm").overridden(
-        partition=partition, time_min=time_min, gpus_per_cell=gpus_per_cell,
-        cpus_per_cell=cpus_per_cell, constraint=constraint, cluster=cluster)
-    runner = make_executor(executor, jobs=jobs, log_folder=Path(out) / "slurm", slurm=slurm)
+        **(slurm_flags or {}))
+    runner = make_executor(executor, jobs=jobs, log_folder=StudyFolder(out).slurm_logs,
+                             slurm=slurm)
     started = time.perf_counter()
     try:
         result = run_study(study, Path(out), parts, runner, dirs, train=not report_only)
@@ -93,10 +107,25 @@ def reproduce_command(
         raise
     if json_output:
         print_json({"out": str(out), "wall_time_s": time.perf_counter() - started,
-                    "verdicts": [v.__dict__ for v in result.verdicts]})
+                    "verdicts": [v.to_dict() for v in result.verdicts]})
     else:
         for verdict in result.verdicts:
             sys.stdout.write(verdict.line() + "\n")
-    info(f"Report: {Path(out) / 'report.md'} and report.html ({time.perf_counter() - started:.0f}"
+    info(f"Report: {StudyFolder(out).report} and report.html ({time.perf_counter() - started:.0f}"
          " s).")
 
+
+
+def _print_judgement(spec: str, json_output: bool) -> None:
+    """``--judge``: the verdicts of an evidence file, as a table or JSON."""
+    from transfusion_cli.console import out
+    from transfusion_cli.reproduce.claims import judge_file
+    from transfusion_cli.reproduce.verdict_report import provenance_text, rich_table, verdicts_data
+
+    evidence, settings, verdicts = judge_file(spec)
+    if json_output:
+        print_json({"evidence": spec, "title": evidence.title, "source": evidence.source,
+                    **verdicts_data(verdicts, settings)})
+        return
+    out.print(rich_table(verdicts, f"Verdicts: {evidence.title or spec}"))
+    out.print(provenance_text(evidence.source, settings))

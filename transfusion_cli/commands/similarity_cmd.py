@@ -6,32 +6,45 @@ Heavy libraries (torch, numpy, matplotlib) are imported inside the commands.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import typer
 
 from transfusion_cli.app import app, examples
+from transfusion_cli.commands.options import (
+    Device,
+    Split,
+    chosen_measure,
+    data_dir_option,
+    dataset_option_option,
+    device_option,
+    json_option,
+    measure_option,
+    metric_alias_option,
+    out_option,
+    seed_option,
+    split_option,
+)
 from transfusion_cli.console import info, out, print_json
-from transfusion_cli.data.stats import SPLITS
-from transfusion_cli.train.settings import DEVICES
 
 DEFAULT_CROSS_PNG = "similarity_cross.png"
+# The same default as compare_checkpoints (DEFAULT_METRICS; a test checks they agree), written
+# out so that this module imports no numpy.
+DEFAULT_MEASURES = "svcca,pwcca,cka"
 
 
 @app.command("similarity", epilog=examples(
     "tfx similarity runs/a/checkpoints/init.pt runs/a/checkpoints/best.pt --plot sim.png",
     "tfx similarity runs/a/checkpoints/best.pt runs/b/checkpoints/best.pt --cross "
-    "--metric cka"))
+    "--measure cka"))
 def similarity_command(
     checkpoint_a: Path = typer.Argument(..., help="First checkpoint, e.g. "
                                         "RUN/checkpoints/init.pt (PWCCA weights come from A)."),
     checkpoint_b: Path = typer.Argument(..., help="Second checkpoint, e.g. "
                                         "RUN/checkpoints/best.pt."),
-    # The same default as compare_checkpoints (DEFAULT_METRICS; a test checks they agree),
-    # written out so that this module imports no numpy.
-    metric: str = typer.Option("svcca,pwcca,cka", "--metric", "-m",
-                               help="Comma-separated metrics (`tfx list metrics`): cca, svcca, "
-                               "pwcca, cka, cka_debiased, cka_minibatch."),
+    measure: str = measure_option(DEFAULT_MEASURES, "Similarity measures, comma-separated "
+                                  "(`tfx list metrics`): cca, svcca, pwcca, cka, cka_debiased, "
+                                  "cka_minibatch.", "-m"),
+    metric: str | None = metric_alias_option(),
     layers: str = typer.Option("all", "--layers", help="Comma-separated block names "
                                "(stem, block1, ..., head) or 'all'."),
     cross: bool = typer.Option(False, "--cross", help="Every layer of A against every layer "
@@ -42,14 +55,12 @@ def similarity_command(
                                       "own initialisation is overlaid on --plot; repeatable."),
     data: str = typer.Option(None, "--data", help="Probe dataset.",
                              show_default="the one recorded in checkpoint A, with its options"),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Folder of the probe dataset."),
-    option: list[str] = typer.Option(None, "--option", metavar="KEY=VALUE",
-                                     help="Probe dataset option (repeatable)."),
-    split: Literal[SPLITS] = typer.Option("val", "--split", help="Probe split."),
+    data_dir: Path = data_dir_option("Folder of the probe dataset."),
+    option: list[str] = dataset_option_option("Probe dataset option (repeatable)."),
+    split: Split = split_option("val", "Probe split."),
     samples: int = typer.Option(500, "--samples", help="Probe inputs (seeded subset of the "
                                 "split; all when it is smaller)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the probe subset and of the spatial "
-                             "positions kept."),
+    seed: int = seed_option("Seed of the probe subset and of the spatial positions kept."),
     spatial: str = typer.Option("auto", "--spatial", help="Conv maps: 'auto' average-pools the "
                                 "larger map to the smaller one's grid; an integer S pools both "
                                 "to at most SxS (1 = global average)."),
@@ -57,14 +68,13 @@ def similarity_command(
                                    "position) per layer; kept at >= 10x the neurons when the "
                                    "inputs allow."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Inputs per forward pass."),
-    device: Literal[DEVICES] = typer.Option("auto", "--device",
-                                            help="Where to run; auto: CUDA if present."),
+    device: Device = device_option(),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     baseline: bool = typer.Option(False, "--baseline", help="Also report a null baseline: the "
-                                  "same metrics with B's data points shuffled within each "
+                                  "same measures with B's data points shuffled within each "
                                   "batch."),
-    json_out: bool = typer.Option(False, "--json", help="JSON on stdout: a list of objects "
-                                  "with layer, neurons, points and one key per metric."),
+    json_out: bool = json_option("JSON on stdout: a list of objects with layer, neurons, "
+                                 "points and one key per measure."),
     plot: Path = typer.Option(None, "--plot", help="PNG: similarity over layers (the paper's "
                               "similarity-to-initialisation curve), or the heatmap with "
                               "--cross."),
@@ -75,15 +85,16 @@ def similarity_command(
     from transfusion_cli.similarity.compare_checkpoints import compare_checkpoints, run_checkpoints
     from transfusion_cli.similarity.plots import figure_format
 
+    measure = chosen_measure(measure, metric, DEFAULT_MEASURES, "similarity")
     if plot is not None:
         figure_format(plot, "--plot")  # before the long pass, not after it
     runs = [run_checkpoints(text) for text in against or []]
     refuse_overwriting_inputs(
         {"--plot": plot or (Path(DEFAULT_CROSS_PNG) if cross else None)},
         inputs=[checkpoint_a, checkpoint_b, *(path for run in runs for path in run)],
-        data_dirs=[data_dir])
+        data_dirs=[data_dir, *_probe_roots(checkpoint_a, data, data_dir, option)])
     result = compare_checkpoints(
-        checkpoint_a, checkpoint_b, metrics=metric, layers=layers, cross=cross,
+        checkpoint_a, checkpoint_b, metrics=measure, layers=layers, cross=cross,
         against=against or [], data=data, data_dir=data_dir,
         options=parse_option_pairs(option) if option else None, split=split, samples=samples,
         seed=seed, spatial=spatial, max_points=max_points, batch_size=batch_size,
@@ -92,6 +103,21 @@ def similarity_command(
         _cross_report(result, json_out, plot)
     else:
         _layer_report(result, json_out, plot)
+
+
+def _probe_roots(checkpoint: Path, data: str | None, data_dir: Path | None,
+                 option: list[str] | None) -> list[Path]:
+    """Every file and folder the probe dataset is read from: ``--data``'s, else the one
+    checkpoint A was trained on (the output guard keeps --plot out of them)."""
+    from transfusion_cli.data.batches import checkpoint_input_roots
+    from transfusion_cli.data.build import parse_option_pairs
+    from transfusion_cli.data.source import DataSource
+    from transfusion_cli.models.checkpoint import checkpoint_dataset_info, load_checkpoint
+
+    if data:
+        return DataSource.named(data, data_dir, parse_option_pairs(option or [])).input_roots()
+    recorded = load_checkpoint(checkpoint)
+    return checkpoint_input_roots(recorded, checkpoint_dataset_info(recorded), data_dir)
 
 
 def _cross_report(result, json_out: bool, plot: Path | None) -> None:
@@ -145,29 +171,28 @@ def filters_command(
     checkpoint: Path = typer.Argument(..., help="Checkpoint whose first-layer filters to draw."),
     layer: str = typer.Option(None, "--layer", help="Block whose first conv to draw.",
                               show_default="the first block, stem or block1"),
-    output: Path = typer.Option(..., "--out", "-o", help="Image file to write; its suffix "
-                                 "names the format (.png, .jpg, .pdf, .svg, ...)."),
+    output: Path = out_option(..., "Image file to write; its suffix names the format (.png, "
+                              ".jpg, .pdf, .svg, ...)."),
     compare: Path = typer.Option(None, "--compare", help="Second checkpoint drawn beside the "
                                  "first (e.g. init.pt vs best.pt)."),
-    json_out: bool = typer.Option(False, "--json", help="Summary as JSON on stdout."),
+    json_out: bool = json_option("Summary as JSON on stdout."),
 ) -> None:
     """Draw a layer's convolution filters as an image grid (normalised per filter)."""
-    from transfusion_cli.models.checkpoint import build_model, load_checkpoint
     from transfusion_cli.models.filters import filter_change, filter_grid, model_filters
+    from transfusion_cli.models.trained import checkpoint_label, load_trained
     from transfusion_cli.outputs import refuse_overwriting_inputs
     from transfusion_cli.similarity.plots import figure_format, save_image_panels
-    from transfusion_cli.similarity.report import checkpoint_label
 
     figure_format(output, "--out")
     paths = [checkpoint] + ([compare] if compare is not None else [])
     refuse_overwriting_inputs({"--out": output}, inputs=paths)
     filters = []
     for path in paths:
-        ckpt = load_checkpoint(path)
+        trained = load_trained(path, "cpu")
         # --compare without --layer draws the same block as the first checkpoint.
         wanted = layer or (filters[0][2].layer if filters else None)
-        found = model_filters(build_model(ckpt), wanted)
-        filters.append((path, ckpt["arch"]["name"], found))
+        found = model_filters(trained.model, wanted)
+        filters.append((path, trained.arch, found))
     panels = []
     for path, arch, found in filters:
         out_c, in_c, kh, kw = found.weights.shape

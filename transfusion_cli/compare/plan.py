@@ -17,14 +17,14 @@ from typing import Any
 from transfusion_cli import __version__
 from transfusion_cli.errors import CheckpointError, ConfigError
 from transfusion_cli.io import write_json
+from transfusion_cli.runfolder import PLAN_FILE, SWEEP_FORMAT, SWEEP_KIND, SweepFolder, check_name
 
-PLAN_FILE = "plan.json"
 PLAN_VERSION = 1
 # FitConfig fields a cell sets itself; as pass-through fit options they are errors.
 CELL_FIELDS = {"arch": "--arch", "init": "--inits", "seed": "--seeds",
                "train_size": "--train-size", "weights": "--weights", "out": "--out",
                "resume": "(re-run the same command)", "overwrite": "(a new --out)",
-               "data": "--data"}
+               "data": "--data", "selection_metric": "--metric"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,19 @@ class Cell:
     weights: str | None
 
 
+@dataclass(frozen=True)
+class CellTask:
+    """One cell of the sweep in ``directory``: what an executor runs."""
+
+    directory: Path
+    cell: Cell
+
+    @property
+    def key(self) -> str:
+        """``<sweep folder name>/<cell id>``, unique across the sweeps of one study."""
+        return f"{Path(self.directory).name}/{self.cell.id}"
+
+
 @dataclass
 class Plan:
     """Settings shared by all cells, and the cells."""
@@ -47,7 +60,9 @@ class Plan:
     data: str
     fit: dict[str, Any]
     target_metric: float | None = None
-    metric: str | None = None  # headline metric; None: the dataset's selection metric
+    # Headline metric, also each cell's selection metric (fit["selection_metric"]); None: the
+    # dataset's selection metric.
+    metric: str | None = None
     cells: list[Cell] = field(default_factory=list)
     version: int = PLAN_VERSION
     tfx_version: str = __version__
@@ -67,7 +82,8 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for plan.json."""
-        return {"version": self.version, "tfx_version": self.tfx_version, "data": self.data,
+        return {"format": SWEEP_FORMAT, "version": self.version,
+                "tfx_version": self.tfx_version, "data": self.data,
                 "fit": self.fit, "target_metric": self.target_metric, "metric": self.metric,
                 "cells": [asdict(c) for c in self.cells]}
 
@@ -187,7 +203,7 @@ def cell_id(arch: str, init: str, train_size: int | None, seed: int) -> str:
 def resolve_init(text: str, arch: str, weights: str | None) -> str:
     """Check an init against the registry and the architecture (the spec's own checks, then
     pretrained weights where it needs them); returns it normalised (paths made absolute)."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     spec = get("inits", text)
     _, sep, argument = text.partition(":")
@@ -213,7 +229,7 @@ def make_plan(*, data: str, archs: list[str], inits: list[str], seeds: list[int]
     any training starts. Every arch of ``archs`` gets every init of ``inits``; each arch of
     ``arch_inits`` (``--arch-inits ARCH=INIT,...``) gets its own list, e.g. the paper's
     hybrid figure: resnet50 x random, imagenet, gabor plus resnet50-slim x transfusion:block2."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     if len(set(archs)) != len(archs) or len(set(inits)) != len(inits):
         raise ConfigError("An architecture or init is listed twice; list each once.")
@@ -247,29 +263,56 @@ def make_plan(*, data: str, archs: list[str], inits: list[str], seeds: list[int]
     if duplicates:
         raise ConfigError(f"Two cells would share the folder {duplicates[0]}; give checkpoint "
                           "files different names.")
-    return Plan(data=data, fit=dict(fit), target_metric=target_metric, metric=metric,
-                cells=cells)
+    from transfusion_cli.data.build import stored_data_dir
+
+    fit = dict(fit)
+    if fit.get("data_dir"):  # cells (perhaps SLURM jobs) read it from any working directory
+        fit["data_dir"] = stored_data_dir(fit["data_dir"])
+    return Plan(data=data, fit=selecting_by(fit, metric), target_metric=target_metric,
+                metric=metric, cells=cells)
+
+
+def selecting_by(fit: dict[str, Any], metric: str | None) -> dict[str, Any]:
+    """The shared fit settings with ``selection_metric`` set to the headline ``metric``: every
+    cell picks its best.pt by the metric the report shows (the dataset's when None)."""
+    return {**fit, "selection_metric": metric} if metric else dict(fit)
 
 
 def load_plan(directory: str | Path) -> Plan:
     """The plan in ``directory/plan.json``."""
-    path = Path(directory) / PLAN_FILE
+    from transfusion_cli.outputs import folder_made_by_tfx
+
+    path = SweepFolder(directory).plan
     if not path.is_file():
         raise ConfigError(f"No {PLAN_FILE} in {directory}; plan the sweep first with "
                           "`tfx compare-inits ... --out DIR` (or --plan-only).")
+    if not folder_made_by_tfx(directory, SWEEP_KIND):
+        raise ConfigError(f"{path} is not a plan `tfx compare-inits` wrote (no \"format\": "
+                          f"\"{SWEEP_FORMAT}\"); pass the folder of a sweep tfx planned.")
     try:
         data = json.loads(path.read_text())
-        return Plan.from_dict(data)
+        plan = Plan.from_dict(data)
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a compare-inits plan ({type(exc).__name__}: {exc}); "
                           "re-plan into a new --out.") from exc
+    for cell in plan.cells:  # each id names the cell's run folder and markers
+        check_name(cell.id, f"{path}: cell id")
+    return plan
 
 
 def merge_plan(directory: str | Path, plan: Plan) -> Plan:
-    """Write ``plan`` to ``directory``, keeping the cells of a plan already there."""
-    path = Path(directory) / PLAN_FILE
+    """Write ``plan`` to ``directory``, keeping the cells of a plan already there; the
+    folder must be new, empty or a sweep tfx made (``outputs.claim_folder``)."""
+    from transfusion_cli.outputs import claim_folder
+
+    claim_folder(directory, SWEEP_KIND)
+    path = SweepFolder(directory).plan
     if path.is_file():
+        from transfusion_cli.data.build import stored_data_dir
+
         saved = load_plan(directory)
+        if saved.fit.get("data_dir"):  # a plan written before data_dir was stored absolute
+            saved.fit["data_dir"] = stored_data_dir(saved.fit["data_dir"])
         if saved.shared() != plan.shared():
             differences = _differences(saved.shared(), plan.shared())
             raise ConfigError(f"{directory} holds a sweep with other settings ({differences}); "
@@ -301,24 +344,17 @@ def fit_overrides(plan: Plan, cell: Cell, run_dir: Path) -> dict[str, Any]:
 
 
 def check_metric(plan: Plan) -> None:
-    """A --metric the dataset's task does not report is a ConfigError before any training
-    (builds the dataset as the cells will, so its task and class names are known)."""
+    """A --metric the dataset's task does not report (or that cannot pick a checkpoint: the
+    cells select best.pt by it) is a ConfigError before any training (builds the dataset as
+    the cells will, so its task and class names are known)."""
     if not plan.metric:
         return
-    import difflib
-
     from transfusion_cli.data.build import build_dataset
-    from transfusion_cli.evaluation.scores import metric_names
+    from transfusion_cli.train.choices import check_selection_metric
 
     fit = plan.fit
     bundle = build_dataset(plan.data, data_dir=fit.get("data_dir"),
                            image_size=fit.get("image_size"), seed=fit.get("data_seed") or 0,
                            options=fit.get("options") or {},
                            skip_bad_images=bool(fit.get("skip_bad_images")))
-    names = metric_names(bundle.info)
-    if plan.metric not in names:
-        close = difflib.get_close_matches(plan.metric, names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"--metric {plan.metric!r} is not a metric of dataset "
-                          f"'{bundle.info.name}' ({bundle.info.task}); choose one of "
-                          f"{', '.join(names)}.{hint}")
+    check_selection_metric(plan.metric, bundle.info, "--metric")

@@ -1,4 +1,5 @@
-"""Aggregate finished cells into report.md, results.json, results.csv and a rich table.
+"""Aggregate finished cells into the contents of report.md, results.json, results.csv and a
+rich table (``compare.sweep_report`` writes the files).
 
 Reads only files (plan.json, each run's metrics.jsonl, the runner's done/<cell>.json), so it
 works on any machine that can see the folder, without torch. Per architecture x init x train
@@ -18,23 +19,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.compare.paired import paired_markdown
 from transfusion_cli.compare.plan import Cell, Plan
 from transfusion_cli.console import json_safe
-from transfusion_cli.io import read_jsonl, write_json, write_text
-
-DONE_DIR = "done"
-RUNS_DIR = "runs"
+from transfusion_cli.io import csv_safe, read_jsonl
+from transfusion_cli.runfolder import SweepFolder
 
 
 def done_path(directory: Path, cell_id: str) -> Path:
-    """Where the runner records a finished cell."""
-    return Path(directory) / DONE_DIR / f"{cell_id}.json"
+    """Where the runner records a finished cell (``SweepFolder.done_marker``)."""
+    return SweepFolder(directory).done_marker(cell_id)
 
 
 def run_path(directory: Path, cell_id: str) -> Path:
-    """The cell's fit run folder."""
-    return Path(directory) / RUNS_DIR / cell_id
+    """The cell's fit run folder (``SweepFolder.run``)."""
+    return SweepFolder(directory).run(cell_id).root
 
 
 def metric_series(records: list[dict[str, Any]], metric: str) -> list[tuple[int, float]]:
@@ -74,6 +72,7 @@ class CellResult:
     test: float | None = None  # headline metric of best.pt on the test split
     curve: list[tuple[int, float]] = field(default_factory=list)
     target_split: str = "validation"  # the split steps_to_target was read on
+    selection_metric: str | None = None  # the validation metric that chose best.pt
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -125,12 +124,16 @@ class Results:
     pending: list[str]
     target_split: str = "validation"  # "test", "validation" or "mixed"
     schedule: str = ""  # the learning-rate schedule the cells shared
+    # The validation metric that chose each cell's best.pt ("a, b" if cells differ).
+    selection_metric: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for results.json (NaN -> null)."""
         return json_safe({
             "data": self.data, "metric": self.metric, "target_metric": self.target_metric,
             "target_split": self.target_split, "schedule": self.schedule,
+            "selection": {"metric": self.selection_metric, "split": "validation",
+                          "checkpoint": "best.pt, the evaluation with the highest value"},
             "std": "sample standard deviation over seeds (ddof=1)",
             "groups": [asdict(g) for g in self.groups],
             "cells": [{k: v for k, v in asdict(c).items() if k != "curve"} for c in self.cells],
@@ -143,7 +146,7 @@ def headline_metric(plan: Plan, directory: Path) -> str | None:
     if plan.metric:
         return plan.metric
     for cell in plan.cells:
-        path = done_path(directory, cell.id)
+        path = SweepFolder(directory).done_marker(cell.id)
         if path.is_file():
             metric = json.loads(path.read_text()).get("selection_metric")
             if metric:
@@ -154,11 +157,12 @@ def headline_metric(plan: Plan, directory: Path) -> str | None:
 def cell_result(directory: Path, cell: Cell, metric: str,
                 target: float | None) -> CellResult | None:
     """The result of a finished cell (None when it has not finished)."""
-    marker = done_path(directory, cell.id)
+    sweep = SweepFolder(directory)
+    marker = sweep.done_marker(cell.id)
     if not marker.is_file():
         return None
     done = json.loads(marker.read_text())
-    metrics_file = run_path(directory, cell.id) / "metrics.jsonl"
+    metrics_file = sweep.run(cell.id).metrics
     records = read_jsonl(metrics_file) if metrics_file.is_file() else []
     series = metric_series(records, metric)
     if not series:
@@ -174,7 +178,8 @@ def cell_result(directory: Path, cell: Cell, metric: str,
         steps_to_target=steps_to_reach(test_series or series, target)
         if target is not None else None,
         params=done.get("params"), wall_time_s=done.get("wall_time_s"),
-        test=(done.get("test") or {}).get(metric), curve=series, target_split=target_split)
+        test=(done.get("test") or {}).get(metric), curve=series, target_split=target_split,
+        selection_metric=done.get("selection_metric"))
 
 
 def collect(directory: str | Path, plan: Plan) -> Results:
@@ -206,10 +211,12 @@ def collect(directory: str | Path, plan: Plan) -> Results:
             params=next((r.params for r in done if r.params is not None), None),
             wall_time_s_mean=mean_std(walls)[0] if walls else None))
     splits = {c.target_split for c in cells}
+    selections = list(dict.fromkeys(c.selection_metric for c in cells if c.selection_metric))
     return Results(data=plan.data, metric=metric, target_metric=plan.target_metric,
                    groups=groups, cells=cells, pending=pending,
                    target_split=splits.pop() if len(splits) == 1 else
-                   ("mixed" if splits else "test"), schedule=schedule_text(plan.fit))
+                   ("mixed" if splits else "test"), schedule=schedule_text(plan.fit),
+                   selection_metric=", ".join(selections) or plan.fit.get("selection_metric"))
 
 
 def schedule_text(fit: dict[str, Any]) -> str:
@@ -256,7 +263,8 @@ def table_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     has_test = any(g.test_mean is not None for g in results.groups)
     header = ["arch", "init", "train size", "seeds", f"best val {results.metric}",
               f"final val {results.metric}",
-              *([f"test {results.metric} (best.pt)"] if has_test else []),
+              *([f"test {results.metric} (best.pt by val {results.selection_metric})"]
+                if has_test else []),
               f"steps to {_short_split(results.target_split)}{results.metric} ≥ {target:g}"
               if target is not None else "steps to target", "params", "wall time/run"]
     rows = []
@@ -307,7 +315,8 @@ def markdown_report(results: Results, plan: Plan, has_plot: bool) -> str:
         f"Headline metric: `{results.metric}` (higher is better). Mean ± sample standard "
         f"deviation (ddof=1) over seeds. best val = the highest validation value over the "
         f"run's evaluations, final val = the last evaluation; test = the run's best.pt "
-        f"(selected on validation) scored once on the test split, as the paper reports.",
+        f"scored once on the test split, as the paper reports.",
+        selection_text(results),
     ]
     if results.target_metric is not None:
         split = {"test": "the test split", "validation": "the validation split",
@@ -332,6 +341,18 @@ def markdown_report(results: Results, plan: Plan, has_plot: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def selection_text(results: Results) -> str:
+    """How each cell's best.pt was chosen, in one sentence for report.md."""
+    chosen = results.selection_metric
+    text = ("Checkpoint selection: each run's best.pt is its evaluation with the highest "
+            f"validation {f'`{chosen}`' if chosen else 'value of the dataset selection metric'}")
+    if chosen is None or chosen == results.metric:
+        return text + "."
+    return (text + f", not of the headline `{results.metric}` (the report was asked for "
+            "another --metric than the cells were trained with, or the cells were planned "
+            "before compare-inits selected by its headline metric).")
+
+
 def csv_text(results: Results) -> str:
     """results.csv: one row per architecture x init x train size."""
     buffer = io.StringIO()
@@ -345,34 +366,6 @@ def csv_text(results: Results) -> str:
         row = {k: v for k, v in asdict(group).items() if k in columns}
         row["target_metric"] = results.target_metric
         row["train_size"] = "all" if group.train_size is None else group.train_size
-        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
-                         for k, v in row.items()})
+        writer.writerow({k: csv_safe("" if v is None or (isinstance(v, float) and math.isnan(v))
+                                     else v) for k, v in row.items()})
     return buffer.getvalue()
-
-
-def _paired_or_warn(directory: Path, plan: Plan) -> list[dict[str, Any]]:
-    """``paired_vs_random``; a failure leaves the rest of the report standing."""
-    from transfusion_cli.compare.paired import paired_vs_random
-    from transfusion_cli.console import warn
-    from transfusion_cli.errors import TfxError
-
-    try:
-        return paired_vs_random(directory, plan)
-    except (TfxError, ImportError, OSError, ValueError) as exc:
-        warn(f"no paired test-split comparison in the report ({exc})")
-        return []
-
-
-def write_report(directory: str | Path, plan: Plan) -> Results:
-    """Write report.md, results.json, results.csv and curves.png into ``directory``."""
-    from transfusion_cli.compare.plot import plot_curves
-
-    directory = Path(directory)
-    results = collect(directory, plan)
-    has_plot = plot_curves(results, directory / "curves.png")
-    paired = _paired_or_warn(directory, plan)
-    write_text(directory / "report.md", markdown_report(results, plan, has_plot)
-               + paired_markdown(paired))
-    write_json(directory / "results.json", {**results.to_dict(), "paired_vs_random": paired})
-    write_text(directory / "results.csv", csv_text(results))
-    return results

@@ -24,26 +24,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.compare.plan import Cell, Plan, fit_overrides
-from transfusion_cli.compare.report import done_path, run_path
+from transfusion_cli.compare.plan import Cell, CellTask, Plan, fit_overrides, load_plan
 from transfusion_cli.console import info, warn
 from transfusion_cli.errors import TfxError
 from transfusion_cli.io import write_json
 from transfusion_cli.progress import Task, track
+from transfusion_cli.runfolder import RunFolder, SweepFolder
 
-LOCKS_DIR = "locks"
 # Every cell scores the test split at each evaluation: steps-to-target is read on held-out
 # data, as the paper does, on the --eval-every grid.
 CELL_DEFAULTS = {"eval_test": True}
-LOGS_DIR = "logs"
 
 
 def cell_state(directory: Path, cell: Cell) -> str:
     """``done``, ``interrupted`` (has last.pt) or ``new``."""
-    run = run_path(directory, cell.id)
-    if done_path(directory, cell.id).is_file() and (run / "metrics.jsonl").is_file():
+    sweep = SweepFolder(directory)
+    run = sweep.run(cell.id)
+    if sweep.done_marker(cell.id).is_file() and run.metrics.is_file():
         return "done"
-    if (run / "checkpoints" / "last.pt").is_file() and (run / "config.yaml").is_file():
+    if run.last.is_file() and run.config.is_file():
         return "interrupted"
     return "new"
 
@@ -61,7 +60,7 @@ def cell_lock(directory: Path, cell_id: str) -> Iterator[None]:
     """Exclusive, non-blocking lock on one cell for the duration of the block."""
     from filelock import FileLock, Timeout
 
-    path = Path(directory) / LOCKS_DIR / f"{cell_id}.lock"
+    path = SweepFolder(directory).cell_lock(cell_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), thread_local=False)
     try:
@@ -79,77 +78,81 @@ def cell_lock(directory: Path, cell_id: str) -> Iterator[None]:
         lock.release()
 
 
-def parameter_count(run_dir: Path) -> int | None:
+def parameter_count(run: RunFolder) -> int | None:
     """Trainable parameters of the cell's model, rebuilt from its init.pt."""
     from transfusion_cli.models.checkpoint import build_model, load_checkpoint
 
-    init_ckpt = run_dir / "checkpoints" / "init.pt"
+    init_ckpt = run.init
     if not init_ckpt.is_file():
         return None
     model = build_model(load_checkpoint(init_ckpt), load_weights=False)
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def _saved_train_time(run_dir: Path) -> float:
+def _saved_train_time(run: RunFolder) -> float:
     """Training seconds a killed run had saved in last.pt before this session."""
     from transfusion_cli.models.checkpoint import load_checkpoint
 
-    last = run_dir / "checkpoints" / "last.pt"
+    last = run.last
     if not last.is_file():
         return 0.0
     return float((load_checkpoint(last).get("train_state") or {}).get("train_time_s", 0.0))
 
 
-def test_metrics(run_dir: Path) -> dict[str, Any] | None:
+def test_metrics(run: RunFolder) -> dict[str, Any] | None:
     """Metrics of the run's best.pt (chosen on validation) on the dataset's test split, the
     paper's protocol; None when the dataset has no test split."""
     from torch.utils.data import DataLoader
 
-    from transfusion_cli.evaluation.scores import metric_values
-    from transfusion_cli.models.checkpoint import build_model, load_checkpoint
-    from transfusion_cli.train import evaluate, resolve_config
+    from transfusion_cli.evaluation.evaluate import dataset_groups
+    from transfusion_cli.models.runtime import make_runtime
+    from transfusion_cli.models.trained import load_trained
+    from transfusion_cli.scores import metric_values
+    from transfusion_cli.train import resolve_config, score_loader
     from transfusion_cli.train.loaders import load_bundle
-    from transfusion_cli.train.runtime import make_runtime, select_device
 
-    config = resolve_config(run_dir / "config.yaml")
+    config = resolve_config(run.config)
     bundle = load_bundle(config)
-    best = run_dir / "checkpoints" / "best.pt"
+    best = run.best
     if bundle.test is None or len(bundle.test) == 0 or not best.is_file():
         return None
-    checkpoint = load_checkpoint(best)
-    runtime = make_runtime(select_device(config.device), config.amp, config.deterministic)
-    model = build_model(checkpoint).to(runtime.device)
+    trained = load_trained(best, config.device)
+    runtime = make_runtime(trained.device, config.amp, config.deterministic)
     loader = DataLoader(bundle.test, batch_size=config.batch_size, shuffle=False)
-    metrics, logits, targets = evaluate(model, loader, bundle.info, runtime,
-                                        in_chans=int(checkpoint["arch"]["in_chans"]))
-    # Kept for paired statistics across cells (bootstrap CIs, DeLong) without a re-run.
-    save_test_predictions(run_dir, logits, targets)
+    metrics, logits, targets = score_loader(trained.model, loader, bundle.info, runtime,
+                                            in_chans=trained.in_chans)
+    # Kept for paired statistics across cells (bootstrap CIs, DeLong) without a re-run; the
+    # patient ids let those resample patients, not images (both eyes of one patient together).
+    save_test_predictions(run, logits, targets, groups=dataset_groups(bundle.test))
     values = metric_values(metrics)
-    values["loss"] = values.pop("val_loss", None)  # evaluate() names it for validation
-    return {"step": checkpoint.get("step"), **values}
+    values["loss"] = values.pop("val_loss", None)  # score_loader() names it for validation
+    return {"step": trained.step, **values}
 
 
-TEST_PREDICTIONS = "test_predictions.npz"
-
-
-def save_test_predictions(run_dir: Path, logits: Any, targets: Any) -> Path:
-    """``RUN/test_predictions.npz``: best.pt's logits and the targets on the test split."""
+def save_test_predictions(run: RunFolder, logits: Any, targets: Any,
+                          groups: list[str] | None = None) -> Path:
+    """``RUN/test_predictions.npz``: best.pt's logits and the targets on the test split, and
+    each image's patient id (``groups``) when the dataset has them."""
     import numpy as np
 
     from transfusion_cli.io import atomic_write
 
+    arrays = {"logits": np.asarray(logits), "targets": np.asarray(targets)}
+    if groups is not None and len(groups) == len(arrays["targets"]):
+        arrays["groups"] = np.asarray([str(g) for g in groups])
+
     def writer(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
-            np.savez(handle, logits=np.asarray(logits), targets=np.asarray(targets))
+            np.savez(handle, **arrays)
 
-    return atomic_write(Path(run_dir) / TEST_PREDICTIONS, writer)
+    return atomic_write(run.test_predictions, writer)
 
 
-def _test_metrics_or_warn(run_dir: Path) -> dict[str, Any] | None:
+def _test_metrics_or_warn(run: RunFolder) -> dict[str, Any] | None:
     try:
-        return test_metrics(run_dir)
+        return test_metrics(run)
     except TfxError as exc:  # the training result stands; only the test column stays empty
-        warn(f"{run_dir.name}: no test-split score ({exc})")
+        warn(f"{run.root.name}: no test-split score ({exc})")
         return None
 
 
@@ -163,17 +166,20 @@ def run_cell(directory: Path, plan: Plan, cell: Cell, show_progress: bool = True
         state = cell_state(directory, cell)
         if state == "done":
             return "skipped"
-        run = run_path(directory, cell.id)
-        done_path(directory, cell.id).unlink(missing_ok=True)
+        share_cores()
+        sweep = SweepFolder(directory)
+        run = sweep.run(cell.id)
+        sweep.done_marker(cell.id).unlink(missing_ok=True)
         before = 0.0
         if state == "interrupted":
             before = _saved_train_time(run)
-            config = FitConfig(resume=str(run))
+            config = FitConfig(resume=str(run.root))
         else:
-            if run.exists():
-                remove_run_dir(run)  # killed before its first checkpoint: nothing to keep
-            run.parent.mkdir(parents=True, exist_ok=True)
-            config = resolve_config(None, {**fit_overrides(plan, cell, run), **CELL_DEFAULTS})
+            if run.root.exists():
+                remove_run_dir(run.root)  # killed before its first checkpoint: nothing to keep
+            sweep.runs.mkdir(parents=True, exist_ok=True)
+            config = resolve_config(None, {**fit_overrides(plan, cell, run.root),
+                                           **CELL_DEFAULTS})
         result = fit(config, show_progress=show_progress)
         record: dict[str, Any] = {
             "cell": cell.id,
@@ -190,7 +196,7 @@ def run_cell(directory: Path, plan: Plan, cell: Cell, show_progress: bool = True
             "params": parameter_count(run),
             "test": _test_metrics_or_warn(run),
         }
-        write_json(done_path(directory, cell.id), record)
+        write_json(sweep.done_marker(cell.id), record)
         return "resumed" if state == "interrupted" else "trained"
 
 
@@ -200,6 +206,12 @@ def select_cells(plan: Plan, ids: list[str] | None) -> list[Cell]:
         return list(plan.cells)
     wanted = set(ids)
     return [c for c in plan.cells if c.id in wanted]
+
+
+def run_task(directory: str, cell_id: str, show_progress: bool = False) -> str:
+    """Run one cell of the plan in ``directory`` (what a cluster job executes)."""
+    plan = load_plan(directory)
+    return run_cell(Path(directory), plan, plan.cell(cell_id), show_progress=show_progress)
 
 
 def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1,
@@ -215,8 +227,6 @@ def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1,
     if not todo:
         return outcomes
     if executor is not None and executor.name != "local":
-        from transfusion_cli.compare.executors import CellTask
-
         tasks = [CellTask(directory, cell) for cell in todo]
         done = executor.run(tasks)
         outcomes.update({t.cell.id: done[t.key] for t in tasks})
@@ -243,13 +253,34 @@ def run_sweep(directory: Path, plan: Plan, cells: list[Cell], jobs: int = 1,
 
 
 def _worker_env(slot: int, jobs: int, gpus: list[str]) -> dict[str, str]:
+    """A child cell's environment: its GPU, or on CPU its share of the cores (the thread
+    pools that read the environment at start; ``share_cores`` sets torch's in the child)."""
+    from transfusion_cli.train.rundir import CELL_JOBS_ENV, available_cpus
+
     env = dict(os.environ)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     else:
-        threads = str(max(1, (os.cpu_count() or 1) // jobs))
-        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        threads = str(max(1, available_cpus() // jobs))
+        env.update({CELL_JOBS_ENV: str(jobs), "OMP_NUM_THREADS": threads,
+                    "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads})
     return env
+
+
+def share_cores() -> dict[str, int] | None:
+    """In a cell run beside others on the CPU (``--jobs N``): limit torch's intra-op threads
+    and the BLAS / OpenMP pools to this cell's share of the cores, never N x all of them.
+    Returns the share (also in the run's env.json), None when the cell runs alone."""
+    from transfusion_cli.train.rundir import cpu_share
+
+    share = cpu_share()
+    if share is not None:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(share["threads"])
+        threadpool_limits(limits=share["threads"])
+    return share
 
 
 def _die_with_parent() -> None:
@@ -284,7 +315,7 @@ def _run_parallel(directory: Path, todo: list[Cell], jobs: int, sweep: Task
         warn(f"--jobs {jobs} but {len(gpus)} GPU(s): running {len(gpus)} cells at once, one "
              "per GPU.")
         jobs = len(gpus)
-    logs = directory / LOGS_DIR
+    logs = SweepFolder(directory).logs
     logs.mkdir(parents=True, exist_ok=True)
     queue = list(todo)
     running: dict[int, tuple[subprocess.Popen, Cell, Any]] = {}

@@ -10,6 +10,6 @@ class CellJob(submitit.helpers.Checkpointable):
     call, and the cell resumes from its last.pt (written at every evaluation)."""
 
     def __call__(self, directory: str, cell_id: str) -> str:
-        from transfusion_cli.compare.executors import run_task
+        from transfusion_cli.compare.runner import run_task
 
         return run_task(directory, cell_id)

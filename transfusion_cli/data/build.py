@@ -8,9 +8,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from transfusion_cli import env
 from transfusion_cli.data.bundles import DatasetBundle, DatasetOptions
 from transfusion_cli.errors import ConfigError
-from transfusion_cli.registry import get
+from transfusion_cli.limits import (
+    DEFAULT_MAX_IMAGE_SIZE,
+    IMAGE_SIZE_CEILING,
+    MAX_IMAGE_SIZE_ENV,
+    MIN_IMAGE_SIZE,
+)
+from transfusion_cli.plugins import get
 
 
 def parse_option_pairs(pairs: Iterable[str]) -> dict[str, str]:
@@ -29,17 +36,23 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> Path | No
     """``--data-dir`` if given, else ``$TFX_DATA_DIR/<name>`` when that exists, else None."""
     if data_dir:
         return Path(data_dir).expanduser()
-    root = os.environ.get("TFX_DATA_DIR")
-    if root and (Path(root).expanduser() / name).exists():
-        return Path(root).expanduser() / name
+    root = env.value("TFX_DATA_DIR")
+    if root is not None and (root / name).exists():
+        return root / name
     return None
+
+
+def stored_data_dir(data_dir: str | os.PathLike | None) -> str | None:
+    """``--data-dir`` as a run or plan stores it: absolute (``~`` expanded, links kept), so
+    the run reads the same folder from any working directory."""
+    return os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
 
 
 def cache_root() -> Path:
     """Where preprocessed-image caches live: ``$TFX_CACHE_DIR`` or the user cache dir."""
-    root = os.environ.get("TFX_CACHE_DIR")
-    if root:
-        return Path(root).expanduser()
+    root = env.value("TFX_CACHE_DIR")
+    if root is not None:
+        return root
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("tfx"))
@@ -56,36 +69,38 @@ def check_option_keys(dataset: str, given: Mapping[str, Any], known: Mapping[str
                               f"Valid options: {valid}.")
 
 
-MAX_IMAGE_SIZE_ENV = "TFX_MAX_IMAGE_SIZE"
-DEFAULT_MAX_IMAGE_SIZE = 2048  # over 3x the paper's largest (Retina, 587 px); catches typos
-
-
 def max_image_size() -> int:
-    """Largest --image-size accepted: $TFX_MAX_IMAGE_SIZE, else 2048."""
-    value = os.environ.get(MAX_IMAGE_SIZE_ENV, "").strip()
-    if not value:
-        return DEFAULT_MAX_IMAGE_SIZE
-    if not value.isdigit() or int(value) < 8:
-        raise ConfigError(f"{MAX_IMAGE_SIZE_ENV}={value!r} is not a whole number of pixels >= 8; "
-                          "set e.g. 4096, or unset it.")
-    return int(value)
+    """Largest --image-size accepted: $TFX_MAX_IMAGE_SIZE, else ``DEFAULT_MAX_IMAGE_SIZE``
+    (``limits.py`` says why)."""
+    limit = env.value(MAX_IMAGE_SIZE_ENV)
+    return DEFAULT_MAX_IMAGE_SIZE if limit is None else limit
+
+
+def check_image_size(image_size: int, limit: int | None = None) -> None:
+    """A ConfigError for an --image-size outside ``MIN_IMAGE_SIZE``..``limit`` (default
+    ``max_image_size()``)."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise ConfigError(f"--image-size {image_size} is too small; use {MIN_IMAGE_SIZE} or more "
+                          "pixels.")
+    limit = max_image_size() if limit is None else limit
+    if image_size > limit:
+        raise ConfigError(f"--image-size {image_size} is larger than tfx allows ({limit} px; "
+                          f"one such image is {image_size * image_size * 3 / 2**20:.0f} MB "
+                          "before batching). Use a smaller size, or raise the limit with "
+                          f"{MAX_IMAGE_SIZE_ENV}=N (at most {IMAGE_SIZE_CEILING}).")
 
 
 def build_dataset(name: str, *, data_dir: str | os.PathLike | None = None,
                   image_size: int | None = None, seed: int = 0,
                   options: Mapping[str, Any] | None = None,
-                  skip_bad_images: bool = False) -> DatasetBundle:
-    """Look up ``name`` in the registry and build its splits."""
+                  skip_bad_images: bool = False, max_size: int | None = None) -> DatasetBundle:
+    """Look up ``name`` in the registry and build its splits; ``max_size`` bounds
+    ``image_size`` (None: ``max_image_size()``, the guard on what a user types)."""
     spec = get("datasets", name)
     options = dict(options or {})
     check_option_keys(name, options, spec.options)
-    if image_size is not None and image_size < 8:
-        raise ConfigError(f"--image-size {image_size} is too small; use 8 or more pixels.")
-    if image_size is not None and image_size > max_image_size():
-        raise ConfigError(f"--image-size {image_size} is larger than tfx allows "
-                          f"({max_image_size()} px; one such image is "
-                          f"{image_size * image_size * 3 / 2**20:.0f} MB before batching). Use "
-                          f"a smaller size, or raise the limit with {MAX_IMAGE_SIZE_ENV}=N.")
+    if image_size is not None:
+        check_image_size(image_size, max_size)
     return spec.build(DatasetOptions(
         image_size=image_size or spec.default_image_size,
         data_dir=resolve_data_dir(name, data_dir),

@@ -25,6 +25,8 @@ from transfusion_cli.errors import DataError
 TASKS = ("multiclass", "multilabel", "binary")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The step that tfx 0.1 checkpoints and exported models meant by ``fundus_crop: true``.
+LEGACY_FUNDUS_STEP = "fundus_crop"
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,9 @@ class DatasetInfo:
     referable_threshold: int | None = None
     # Metric (key of the metrics dict) that selects best.pt; higher is better.
     selection_metric: str = "auc"
-    # Preprocessing: crop to the circular fundus field of view before resizing.
-    fundus_crop: bool = False
+    # Preprocessing step (a registered ``PreprocessSpec`` name) applied before resizing;
+    # None: none. Stored in checkpoints and exported models, so predict re-applies it.
+    preprocess: str | None = None
     # Dataset options as resolved (policies, label choice, ...), recorded for reproducibility.
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -67,8 +70,10 @@ class DatasetInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetInfo:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict``; reads checkpoints of tfx 0.1 too (``fundus_crop: bool``)."""
         data = dict(data)
+        if "fundus_crop" in data:  # tfx 0.1 recorded the one built-in step as a flag
+            data["preprocess"] = LEGACY_FUNDUS_STEP if data.pop("fundus_crop") else None
         for key in ("class_names", "mean", "std"):
             data[key] = tuple(data[key])
         return cls(**data)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,8 +38,17 @@ from transfusion_cli.data.build import cache_root
 from transfusion_cli.data.bundles import make_target
 from transfusion_cli.data.preprocess import load_prepared, prepare_image
 from transfusion_cli.errors import DataError
-from transfusion_cli.io import OutputPathError, check_writable, write_json
+from transfusion_cli.io import (
+    STORAGE_ERRNOS,
+    OutputPathError,
+    check_writable,
+    storage_error,
+    write_json,
+)
 from transfusion_cli.progress import track
+
+if TYPE_CHECKING:
+    from transfusion_cli.registry import PreprocessSpec
 
 # Bump when preprocessing changes what a cached image holds: old caches are then ignored.
 # 2: JPEGs decoded at a reduced DCT scale (preprocess.read_image(min_size=...)).
@@ -51,7 +60,8 @@ SKIP_HINT = "fix or remove it, or pass --skip-bad-images to skip unreadable imag
 
 def fill_workers() -> int:
     """Threads that decode images while filling a cache: one per CPU this process may use, up
-    to 32 (libjpeg decoding, resizing and the fundus crop's numpy work release the GIL)."""
+    to 32 (libjpeg decoding, resizing and a preprocessing step's numpy work release the
+    GIL)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -82,15 +92,15 @@ class FileSource(ImageSource):
     """Image files (PNG, JPEG, DICOM, ...), prepared exactly as ``tfx predict`` prepares them."""
 
     def __init__(self, paths: Sequence[Path], image_size: int, channels: int,
-                 crop_fundus: bool = False):
+                 step: PreprocessSpec | None = None):
         self.paths = [Path(p) for p in paths]
-        self.image_size, self.channels, self.crop_fundus = image_size, channels, crop_fundus
+        self.image_size, self.channels, self.step = image_size, channels, step
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def load(self, index: int) -> np.ndarray:
-        return load_prepared(self.paths[index], self.image_size, self.channels, self.crop_fundus)
+        return load_prepared(self.paths[index], self.image_size, self.channels, self.step)
 
     def name(self, index: int) -> str:
         return str(self.paths[index])
@@ -103,7 +113,8 @@ class FileSource(ImageSource):
             except FileNotFoundError:
                 raise DataError(f"Image {path} does not exist.") from None
             entries.append((str(path), stat.st_size, stat.st_mtime_ns))
-        fingerprint = {"files": entries, "crop_fundus": self.crop_fundus}
+        fingerprint = {"files": entries,
+                       "preprocess": self.step.name if self.step is not None else None}
         if self.gpu_decoding():  # GPU-decoded pixels differ slightly: a cache of their own
             fingerprint["jpeg_decoder"] = "nvjpeg"
         return fingerprint
@@ -137,7 +148,7 @@ class FileSource(ImageSource):
 
     def prepare_decoded(self, image: Image.Image) -> np.ndarray:
         """A decoded image prepared as ``load`` prepares a file."""
-        return prepare_image(image, self.image_size, self.channels, self.crop_fundus)
+        return prepare_image(image, self.image_size, self.channels, self.step)
 
 
 class NpzArraySource(ImageSource):
@@ -230,15 +241,22 @@ def _reserve(path: Path, nbytes: int, directory: Path, label: str) -> None:
                         "--image-size.")
     with open(path, "wb") as handle:
         try:
-            os.posix_fallocate(handle.fileno(), 0, max(nbytes, 1))
-        except AttributeError:  # no posix_fallocate (macOS, Windows): a sparse file
-            handle.truncate(nbytes)
+            try:
+                os.posix_fallocate(handle.fileno(), 0, max(nbytes, 1))
+            except AttributeError:  # no posix_fallocate (macOS, Windows): a sparse file
+                handle.truncate(nbytes)
+            except OSError as exc:
+                if exc.errno in STORAGE_ERRNOS:
+                    raise
+                handle.truncate(nbytes)  # a file system without fallocate: a sparse file
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise DataError(f"No space left for the image cache of {label} in {directory}; "
                                 "set TFX_CACHE_DIR to a larger disk or lower --image-size."
                                 ) from None
-            handle.truncate(nbytes)
+            if exc.errno in STORAGE_ERRNOS:  # a quota or a file-size limit
+                raise storage_error(path, exc) from None
+            raise
 
 
 class ImageCache:

@@ -12,12 +12,12 @@ import numpy as np
 from transfusion_cli.console import warn
 from transfusion_cli.data.bundles import IMAGENET_MEAN, IMAGENET_STD, DatasetBundle, DatasetInfo
 from transfusion_cli.data.cache import FileSource, cached_split
+from transfusion_cli.data.preprocess import preprocess_step
 from transfusion_cli.errors import DataError
 
 # Grayscale normalisation: ImageNet's statistics averaged over the colour channels.
 GRAY_MEAN = (0.449,)
 GRAY_STD = (0.226,)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 
 
 def normalisation(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -103,17 +103,19 @@ def file_bundle(info: DatasetInfo, splits: dict[str, tuple[list[Path], np.ndarra
                 cache_options: dict[str, Any] | None = None) -> DatasetBundle:
     """Cached splits of image files -> a checked DatasetBundle.
 
-    ``splits`` maps split name to (paths, labels, ids). Preprocessing (size, channels, fundus
-    crop) comes from ``info``; ``cache_options`` adds anything else that changes pixels.
+    ``splits`` maps split name to (paths, labels, ids). Preprocessing (size, channels, the
+    named ``info.preprocess`` step) comes from ``info``; ``cache_options`` adds anything else
+    that changes pixels.
     """
     for name, (paths, _, _) in splits.items():
         if not paths:
             raise DataError(f"The {name} split of '{info.name}' is empty; {fix}.")
+    step = preprocess_step(info.preprocess)
     built = {}
     for name, (paths, labels, ids) in splits.items():
-        source = FileSource(paths, info.image_size, info.channels, info.fundus_crop)
+        source = FileSource(paths, info.image_size, info.channels, step)
         built[name] = cached_split(info.name, name, source, labels, info.task, ids,
                                    info.image_size, info.channels, skip_bad_images,
-                                   {"fundus_crop": info.fundus_crop, **(cache_options or {})})
+                                   {"preprocess": info.preprocess, **(cache_options or {})})
     check_splits(info, {name: split.labels for name, split in built.items()}, fix)
     return DatasetBundle(info, built["train"], built["val"], built.get("test"), manifest)

@@ -4,20 +4,21 @@ Opt-in with ``TFX_JPEG_DECODER=nvjpeg`` (cache filling only; measured by
 ``benchmarks/gpu_suite.py``). Each photo is decoded at full size on the GPU, box-averaged down
 to the size libjpeg's reduced DCT scale would give on the CPU (``preprocess.read_image(
 min_size=...)``: the smallest 1/1, 1/2, 1/4 or 1/8 scale with both sides >= the target), then
-prepared on the CPU exactly as every other image (channels, fundus crop, resize), so the cached
-pixels stay within ``preprocess.DRAFT_TOLERANCE`` of a full CPU decode.
+prepared on the CPU exactly as every other image (channels, preprocessing step, resize), so
+the cached pixels stay within ``preprocess.DRAFT_TOLERANCE`` of a full CPU decode.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from transfusion_cli import env
 
 DECODER_ENV = "TFX_JPEG_DECODER"
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -26,7 +27,7 @@ DCT_SCALES = (8, 4, 2, 1)
 
 def nvjpeg_requested() -> bool:
     """Whether ``TFX_JPEG_DECODER=nvjpeg`` asks for GPU decoding and CUDA is there."""
-    if os.environ.get(DECODER_ENV, "").strip().lower() != "nvjpeg":
+    if env.value(DECODER_ENV) != "nvjpeg":
         return False
     import torch
 

@@ -1,33 +1,44 @@
 """Image preprocessing shared by training and `tfx predict`: numpy and Pillow only, no torch.
 
 Training (dataset loaders) and deployment (ONNX predict) call the same functions, so an image
-file gives the same model input in both.
+file gives the same model input in both: decode, convert channels, apply the dataset's
+preprocessing step if it names one (``PreprocessSpec``, registered by a plugin), resize.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from transfusion_cli.data.pixels import max_image_pixels, pixel_count
 from transfusion_cli.errors import ConfigError, DataError
+from transfusion_cli.limits import MAX_IMAGE_PIXELS_ENV
+
+if TYPE_CHECKING:
+    from transfusion_cli.registry import PreprocessSpec
 
 RESAMPLE = Image.Resampling.BILINEAR
-# Pixels darker than this fraction of the image's bright level count as background when
-# cropping a fundus photo to its circular field of view.
-FUNDUS_BACKGROUND_FRACTION = 0.08
-# Images above this many pixels are refused before decoding (Pillow's own default limit).
-MAX_PIXELS_ENV = "TFX_MAX_IMAGE_PIXELS"
-DEFAULT_MAX_PIXELS = 89_478_485
 # Reduced-scale JPEG decoding (``read_image(min_size=...)``) changes prepared pixels by at most
 # this mean absolute difference in uint8 levels from a full decode (measured 0.8 on a
 # 4752x3168 quality-95 fundus JPEG at 587 px, benchmarks/image_cache.py; tested in
-# tests/test_perf_decode.py): the DCT scaling averages like the resize filter it replaces, but
-# the two are not bit-identical (single pixels on the crop's edge differ by up to ~80).
+# tests/data/test_fundus_decode.py): the DCT scaling averages like the resize filter it
+# replaces, but the two are not bit-identical (single pixels on the crop's edge differ by up
+# to ~80).
 DRAFT_TOLERANCE = 2.0
+# The image files tfx reads, by suffix: the same list for training (image-folder / csv datasets),
+# `tfx predict` and export's calibration folders, since all decode through ``read_image``.
+# Pillow's photo and scan formats (WebP and GIF included: a palette or alpha channel is
+# converted like any other mode), and DICOM.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm")
+# What ``read_image_bytes`` decodes (besides DICOM): the Pillow formats of ``IMAGE_SUFFIXES``;
+# never Pillow's other formats (EPS, PDF, ...).
+MEMORY_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF")
 # check_pixel_count refuses such images with a clear message; Pillow's warning would only add
 # a Python traceback-style line to stderr first.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -46,34 +57,50 @@ def read_image(path: str | os.PathLike, min_size: int | None = None) -> Image.Im
 
         return reject_non_finite(read_dicom(path), path)
     try:
-        with Image.open(path) as image:
-            check_pixel_count(image, path)  # from the header, before anything is decoded
+        return _decode(path, path, min_size)
+    except FileNotFoundError:
+        raise DataError(f"Image {path} does not exist.") from None
+
+
+def read_image_bytes(data: bytes, name: str, min_size: int | None = None) -> Image.Image:
+    """``read_image`` for a file's content held in memory (`tfx serve`): the type comes from the
+    content (DICOM preamble, else one of ``MEMORY_FORMATS``), never from ``name``, which only
+    names the image in messages. Nothing is written to disk."""
+    if is_dicom(data):
+        from transfusion_cli.data.dicom import read_dicom
+
+        return reject_non_finite(read_dicom(io.BytesIO(data), name=name), name)
+    return _decode(io.BytesIO(data), name, min_size, formats=MEMORY_FORMATS)
+
+
+def is_dicom(data: bytes) -> bool:
+    """A DICOM file (Part 10): a 128-byte preamble, then ``DICM``."""
+    return data[128:132] == b"DICM"
+
+
+def _decode(source: str | os.PathLike | BinaryIO, name: str | os.PathLike,
+            min_size: int | None, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Open and fully decode with Pillow: pixel count checked from the header first."""
+    try:
+        with Image.open(source, formats=formats) as image:
+            check_pixel_count(image, name)  # from the header, before anything is decoded
             if min_size and image.format == "JPEG":
                 image.draft(image.mode, (min_size, min_size))
             image.load()
             decoded = image.copy()
-    except FileNotFoundError:
-        raise DataError(f"Image {path} does not exist.") from None
     except Image.DecompressionBombError as exc:  # Pillow's own refusal (> 2x its limit)
-        raise DataError(f"Image {path} is too large to decode safely ({exc}); downscale it or "
+        raise DataError(f"Image {name} is too large to decode safely ({exc}); downscale it or "
                         "leave it out.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"Cannot read image {path} ({exc}); is it a complete image file?") from exc
-    return reject_non_finite(decoded, path)
-
-
-def max_image_pixels() -> int:
-    """Largest image (width x height) tfx decodes: $TFX_MAX_IMAGE_PIXELS, else Pillow's limit."""
-    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if value:
-        try:
-            limit = int(float(value))
-        except ValueError:
-            raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} is not a number; set a pixel count "
-                              "such as 200000000, or unset it.") from None
-        if limit > 0:
-            return limit
-    return int(Image.MAX_IMAGE_PIXELS or DEFAULT_MAX_PIXELS)
+    except FileNotFoundError:
+        raise
+    except UnidentifiedImageError as exc:
+        if formats:  # content of an unknown type (a text file named .png)
+            raise DataError(f"Cannot read image {name}: its content is not {', '.join(formats)} "
+                            "or DICOM; is it a complete image file?") from None
+        raise DataError(f"Cannot read image {name} ({exc}); is it a complete image file?") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"Cannot read image {name} ({exc}); is it a complete image file?") from exc
+    return reject_non_finite(decoded, name)
 
 
 def check_pixel_count(image: Image.Image, path: str | os.PathLike) -> None:
@@ -82,9 +109,9 @@ def check_pixel_count(image: Image.Image, path: str | os.PathLike) -> None:
     width, height = image.size
     limit = max_image_pixels()
     if width * height > limit:
-        raise DataError(f"Image {path} is {width}x{height} ({width * height / 1e6:.0f} million "
-                        f"pixels), more than tfx decodes ({limit / 1e6:.0f} million; a possible "
-                        f"decompression bomb). Downscale it, or raise {MAX_PIXELS_ENV}.")
+        raise DataError(f"Image {path} is {width}x{height} ({pixel_count(width * height)}), "
+                        f"more than tfx decodes ({pixel_count(limit)}; a possible "
+                        f"decompression bomb). Downscale it, or raise {MAX_IMAGE_PIXELS_ENV}.")
 
 
 def reject_non_finite(image: Image.Image, path: str | os.PathLike) -> Image.Image:
@@ -97,65 +124,6 @@ def reject_non_finite(image: Image.Image, path: str | os.PathLike) -> Image.Imag
             raise DataError(f"Image {path} has {bad} NaN or infinite pixel(s) of "
                             f"{array.size}; fix or remove the file.")
     return image
-
-
-def _field_of_view(image: np.ndarray) -> np.ndarray | None:
-    """Mask of pixels brighter than a fraction of the 99th-percentile gray level (None: black).
-
-    For uint8 images the percentile and threshold come from a histogram of the channel sums
-    (exact integers): the same mask as the float computation below, several times faster on
-    full-resolution photos.
-    """
-    if image.dtype != np.uint8:
-        gray = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float32)
-        bright = float(np.percentile(gray, 99))
-        return gray > FUNDUS_BACKGROUND_FRACTION * bright if bright > 0 else None
-    channels = image.shape[2] if image.ndim == 3 else 1
-    if image.ndim == 3:
-        levels = image[..., 0].astype(np.uint16)
-        for channel in range(1, channels):
-            levels += image[..., channel]
-    else:
-        levels = image
-    cumulative = np.cumsum(np.bincount(levels.ravel(), minlength=255 * channels + 1))
-    gray_values = np.arange(len(cumulative)) / channels  # what image.mean(axis=2) gives
-    # np.percentile(gray, 99), 'linear' method: interpolate between two order statistics.
-    position = 0.99 * (int(cumulative[-1]) - 1)
-    low = int(np.floor(position))
-    a = gray_values[np.searchsorted(cumulative, low, side="right")]
-    b = gray_values[np.searchsorted(cumulative, min(low + 1, int(cumulative[-1]) - 1),
-                                    side="right")]
-    bright = a + (b - a) * (position - low)
-    if bright <= 0:
-        return None
-    above = np.flatnonzero(gray_values > FUNDUS_BACKGROUND_FRACTION * bright)
-    return levels >= above[0] if len(above) else np.zeros(levels.shape, dtype=bool)
-
-
-def field_of_view_fraction(image: np.ndarray) -> float:
-    """Share of pixels inside the fundus field of view (the mask ``fundus_crop`` crops to);
-    0 for a black image. A fundus photo has a dark surround, so well under 1."""
-    mask = _field_of_view(image)
-    return 0.0 if mask is None else float(np.count_nonzero(mask)) / mask.size
-
-
-def fundus_crop(image: np.ndarray) -> np.ndarray:
-    """Crop a fundus photo (H, W[, C] uint8) to its circular field of view, padded square."""
-    mask = _field_of_view(image)
-    if mask is None:
-        return image
-    height, width = mask.shape
-    rows = np.flatnonzero(np.count_nonzero(mask, axis=1) / width > 0.01)
-    cols = np.flatnonzero(np.count_nonzero(mask, axis=0) / height > 0.01)
-    if len(rows) == 0 or len(cols) == 0:
-        return image
-    cropped = image[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
-    height, width = cropped.shape[:2]
-    side = max(height, width)
-    padded = np.zeros((side, side) + cropped.shape[2:], dtype=cropped.dtype)
-    top, left = (side - height) // 2, (side - width) // 2
-    padded[top: top + height, left: left + width] = cropped
-    return padded
 
 
 def to_channels(image: Image.Image, channels: int) -> Image.Image:
@@ -172,12 +140,50 @@ def to_channels(image: Image.Image, channels: int) -> Image.Image:
     raise DataError(f"Unsupported channel count {channels}; tfx reads 1- or 3-channel images.")
 
 
+def preprocess_step(name: str | None, plugin: str | None = None) -> PreprocessSpec | None:
+    """The registered preprocessing step called ``name`` (None: no step).
+
+    ``plugin``: the plugin that registered it (an exported model records it); then only that
+    installed plugin is loaded, not all of them, so `tfx predict` imports no torch for a step
+    whose plugin imports none. Without it, or when that plugin is not installed, the
+    process-wide registry is used.
+    """
+    if name is None:
+        return None
+    from transfusion_cli.plugins import get_registry, load_plugin
+
+    registry = load_plugin(plugin) if plugin else None
+    if registry is None or name not in registry.names("preprocessing"):
+        registry = get_registry()
+    if name not in registry.names("preprocessing"):
+        origin = f" (from plugin '{plugin}')" if plugin else ""
+        raise ConfigError(f"Preprocessing step '{name}'{origin} is not installed: install the "
+                          "plugin that registers it (`tfx plugins` lists the installed "
+                          "plugins, `tfx list preprocessing` the steps).")
+    return registry.get("preprocessing", name)
+
+
+def apply_step(step: PreprocessSpec, image: np.ndarray) -> np.ndarray:
+    """``step.apply(image)``, checked: a step must return a non-empty uint8 image."""
+    result = step.apply(image)
+    if not (isinstance(result, np.ndarray) and result.dtype == np.uint8
+            and result.ndim == image.ndim and result.shape[2:] == image.shape[2:]
+            and min(result.shape[:2]) > 0):
+        found = (f"{result.dtype} array of shape {result.shape}"
+                 if isinstance(result, np.ndarray) else type(result).__name__)
+        raise DataError(f"Preprocessing step '{step.name}' returned a {found} for a "
+                        f"{image.dtype} image of shape {image.shape}; a step must return a "
+                        "non-empty uint8 image with the same channels (fix the plugin).")
+    return result
+
+
 def prepare_image(image: Image.Image, image_size: int, channels: int,
-                  crop_fundus: bool = False) -> np.ndarray:
-    """Decoded image -> uint8 array (image_size, image_size, channels), as models are fed."""
+                  step: PreprocessSpec | None = None) -> np.ndarray:
+    """Decoded image -> uint8 array (image_size, image_size, channels), as models are fed;
+    ``step``: the dataset's preprocessing step, applied before resizing."""
     image = to_channels(image, channels)
-    if crop_fundus:
-        image = Image.fromarray(fundus_crop(np.asarray(image)))
+    if step is not None:
+        image = Image.fromarray(apply_step(step, np.asarray(image)))
     if image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), RESAMPLE)
     array = np.asarray(image, dtype=np.uint8)
@@ -185,11 +191,10 @@ def prepare_image(image: Image.Image, image_size: int, channels: int,
 
 
 def load_prepared(path: str | os.PathLike, image_size: int, channels: int,
-                  crop_fundus: bool = False) -> np.ndarray:
+                  step: PreprocessSpec | None = None) -> np.ndarray:
     """Read and prepare one image file (see ``prepare_image``); JPEGs are decoded at the
     smallest DCT scale still >= ``image_size`` on both sides (``read_image``)."""
-    return prepare_image(read_image(path, min_size=image_size), image_size, channels,
-                         crop_fundus)
+    return prepare_image(read_image(path, min_size=image_size), image_size, channels, step)
 
 
 def normalize_array(batch: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]

@@ -15,8 +15,6 @@ import numpy as np
 
 from transfusion_cli.errors import ConfigError
 
-SPLITS = ("train", "val", "test")
-
 
 def check_fractions(dataset: str, val_fraction: float, test_fraction: float) -> None:
     """val + test must leave something to train on."""

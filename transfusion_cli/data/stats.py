@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SPLITS = ("train", "val", "test")
+from transfusion_cli.data import SPLITS
 
 
 def label_stats(bundle: Any) -> dict[str, Any]:

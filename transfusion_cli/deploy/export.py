@@ -16,6 +16,7 @@ model; ``--quantize int8`` (or fp16) adds ``model.int8.onnx`` (``model.fp16.onnx
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -31,9 +32,28 @@ import torch
 from torch import nn
 
 from transfusion_cli import __version__
+from transfusion_cli.data.batches import (
+    checkpoint_dataset,
+    checkpoint_input_roots,
+    checkpoint_source,
+    split_batches,
+)
 from transfusion_cli.data.bundles import DatasetInfo, adapt_channels, normalize
-from transfusion_cli.deploy.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from transfusion_cli.deploy.model_card import card_path, export_facts, write_card
+from transfusion_cli.deploy.cam_export import LogitsAndCams, pooled_linear_head
+from transfusion_cli.deploy.metadata import FORMAT as METADATA_FORMAT
+from transfusion_cli.deploy.metadata import (
+    HEATMAP_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelMetadata,
+)
+from transfusion_cli.deploy.metadata import PREFIX as METADATA_PREFIX
+from transfusion_cli.deploy.model_card import (
+    card_path,
+    card_written_by_tfx,
+    export_facts,
+    write_card,
+)
 from transfusion_cli.deploy.ort_session import (
     CPU,
     Session,
@@ -42,18 +62,17 @@ from transfusion_cli.deploy.ort_session import (
     time_session,
 )
 from transfusion_cli.deploy.quantize import QUANTIZE_CHOICES, convert_fp16, quantize_int8
+from transfusion_cli.deploy.triton import model_name, write_triton_repo
 from transfusion_cli.errors import ConfigError, DataError, ExportError
-from transfusion_cli.io import make_temp_dir, write_json
-from transfusion_cli.models.checkpoint import (
-    build_model,
-    checkpoint_dataset_info,
-    file_sha256,
-    load_checkpoint,
-)
-from transfusion_cli.outputs import refuse_overwriting_inputs
+from transfusion_cli.io import make_temp_dir, storage_error, storage_failure, write_json
+from transfusion_cli.limits import MIN_IMAGE_SIZE
+from transfusion_cli.models.checkpoint import file_sha256
+from transfusion_cli.models.trained import load_trained
+from transfusion_cli.outputs import OutputFile, has_json_format, refuse_overwriting_inputs
 from transfusion_cli.progress import track, track_iter
 
 EXPORTER = "torchscript (torch.onnx.export, dynamo=False)"
+REPORT_FORMAT = "tfx-export-report/1"  # model.export.json's "format" key
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # per-channel QDQ (axis attribute) and the ops these models use
 FP32_TOLERANCE = 1e-4
@@ -80,6 +99,8 @@ class ExportSettings:
     tolerance: float = FP32_TOLERANCE
     # `tfx evaluate` record for the model card; None: the one beside the checkpoint, if any.
     evaluation: Path | None = None
+    # Also write a Triton model repository here (deploy/triton.py).
+    triton_repo: Path | None = None
 
     def validate(self) -> None:
         """Reject settings that cannot work, before any work is done."""
@@ -93,8 +114,9 @@ class ExportSettings:
         if self.quantize not in QUANTIZE_CHOICES:
             raise ConfigError(f"--quantize {self.quantize!r} is not one of "
                               f"{', '.join(QUANTIZE_CHOICES)}.")
-        if self.image_size is not None and self.image_size < 8:
-            raise ConfigError(f"--image-size {self.image_size} is too small; use 8 or more.")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(f"--image-size {self.image_size} is too small; use "
+                              f"{MIN_IMAGE_SIZE} or more.")
         if not self.tolerance >= 0:
             raise ConfigError(f"--tolerance {self.tolerance} must be a number >= 0.")
         if self.calibration_images < 1:
@@ -104,6 +126,12 @@ class ExportSettings:
                               f"{self.out / 'model.onnx'}.")
         if self.out.suffix.lower() != ".onnx":
             raise ConfigError(f"--out {self.out} should end in .onnx.")
+        if self.triton_repo is not None:
+            from transfusion_cli.deploy.triton import check_target, model_name
+
+            models = [self.out] + ([quantized_path(self.out, self.quantize)]
+                                   if self.quantize != "none" else [])
+            check_target(self.triton_repo, [model_name(m) for m in models])
 
 
 class ChannelAdapter(nn.Module):
@@ -123,40 +151,56 @@ def report_path(out: Path) -> Path:
     return out.with_suffix(".export.json")
 
 
+def onnx_written_by_tfx(path: Path) -> bool:
+    """Whether ``path`` is an ONNX model carrying tfx's metadata (a file `tfx export` wrote)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not a model onnx can parse: not one tfx wrote
+        return False
+    props = {p.key: p.value for p in model.metadata_props}
+    return props.get(METADATA_PREFIX + "format") == json.dumps(METADATA_FORMAT)
+
+
+def report_written_by_tfx(path: Path) -> bool:
+    """Whether ``path`` is an export report (its ``format``, or the keys tfx 0.2 wrote)."""
+    return has_json_format(path, [REPORT_FORMAT],
+                           legacy_keys=("model", "checkpoint", "settings", "parity", "files"))
+
+
+def export_outputs(settings: ExportSettings) -> dict[str, OutputFile]:
+    """Every file `tfx export` writes, each with how to recognise one it wrote before (only
+    those are replaced)."""
+    writer = "`tfx export`"
+    outputs = {"--out": OutputFile(settings.out, onnx_written_by_tfx, writer),
+               "The report of --out": OutputFile(report_path(settings.out),
+                                                 report_written_by_tfx, writer)}
+    if settings.quantize != "none":
+        outputs["The quantised --out"] = OutputFile(
+            quantized_path(settings.out, settings.quantize), onnx_written_by_tfx, writer)
+    outputs["The model card of --out"] = OutputFile(card_path(settings.out),
+                                                    card_written_by_tfx, writer)
+    return outputs
+
+
+def calibration_roots(calibration: str | None) -> list[Path]:
+    """The files and folders ``--calibration-data`` reads (a folder, or a dataset's)."""
+    if not calibration:
+        return []
+    if Path(calibration).expanduser().is_dir():
+        return [Path(calibration).expanduser()]
+    from transfusion_cli.data.source import DataSource
+
+    return DataSource.named(calibration).input_roots()
+
+
 def quantized_path(out: Path, precision: str) -> Path:
     """``model.onnx`` -> ``model.int8.onnx`` (or ``model.fp16.onnx``): beside the fp32 model."""
     return out.with_suffix(f".{precision}.onnx")
 
 
 # ---------------------------------------------------------------------------- data
-
-
-def checkpoint_dataset(checkpoint: dict[str, Any], info: DatasetInfo, image_size: int,
-                       data_dir: Path | None):
-    """The checkpoint's dataset rebuilt as training built it (name, data seed, options)."""
-    from transfusion_cli.data.build import build_dataset
-    from transfusion_cli.registry import get
-
-    config = checkpoint.get("config") or {}
-    spec = get("datasets", info.name)
-    options = config.get("options") or info.options or {}
-    options = {k: v for k, v in options.items() if k in spec.options}
-    data_seed = config.get("data_seed")
-    return build_dataset(info.name, data_dir=data_dir or config.get("data_dir"),
-                         image_size=image_size, seed=int(data_seed) if data_seed is not None else 0,
-                         options=options, skip_bad_images=bool(config.get("skip_bad_images")))
-
-
-def split_batches(split, limit: int | None = None, batch_size: int = EVAL_BATCH,
-                  shuffle_seed: int | None = None
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 images (B, C, H, W), targets) of a split, in order or in a seeded random order."""
-    count = len(split) if limit is None else min(limit, len(split))
-    order = (np.random.default_rng(shuffle_seed).permutation(len(split))[:count]
-             if shuffle_seed is not None else np.arange(count))
-    for start in range(0, count, batch_size):
-        items = [split[int(i)] for i in order[start: start + batch_size]]
-        yield torch.stack([image for image, _ in items]), torch.stack([t for _, t in items])
 
 
 def first_images(bundle, count: int) -> torch.Tensor:
@@ -172,18 +216,22 @@ def first_images(bundle, count: int) -> torch.Tensor:
 def folder_batches(folder: Path, metadata: ModelMetadata, limit: int,
                    batch_size: int = EVAL_BATCH) -> Iterator[np.ndarray]:
     """Normalised batches from the image files of a folder, prepared as `tfx predict` does."""
-    from transfusion_cli.data.preprocess import load_prepared, normalize_array
-    from transfusion_cli.deploy.predict import IMAGE_SUFFIXES
+    from transfusion_cli.data.preprocess import (
+        IMAGE_SUFFIXES,
+        load_prepared,
+        normalize_array,
+        preprocess_step,
+    )
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"--calibration-data {folder} holds no image files "
                         f"({', '.join(IMAGE_SUFFIXES)}).")
     files = [files[int(i)] for i in np.random.default_rng(0).permutation(len(files))[:limit]]
+    step = preprocess_step(metadata.preprocess, metadata.preprocess_plugin)
     with track("export: int8 calibration", len(files), "images") as task:
         for start in range(0, len(files), batch_size):
-            arrays = [load_prepared(p, metadata.image_size, metadata.channels,
-                                    metadata.fundus_crop)
+            arrays = [load_prepared(p, metadata.image_size, metadata.channels, step)
                       for p in files[start: start + batch_size]]
             yield normalize_array(np.stack(arrays), metadata.mean, metadata.std)
             task.advance(len(arrays))
@@ -217,7 +265,8 @@ def calibration_batches(settings: ExportSettings, bundle, info: DatasetInfo,
 # ---------------------------------------------------------------------------- ONNX
 
 
-def torch_to_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def torch_to_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int,
+                  outputs: tuple[str, ...] = (OUTPUT_NAME,)) -> None:
     """Export with explicit settings: opset, names, dynamic batch axis, one file."""
     with warnings.catch_warnings():
         # The deprecation notice of the TorchScript exporter (see the module docstring).
@@ -231,8 +280,8 @@ def torch_to_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: i
         try:
             torch.onnx.export(
                 module, (example,), str(path), dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                input_names=[INPUT_NAME], output_names=list(outputs),
+                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)},
                 do_constant_folding=True, export_params=True,
                 training=torch.onnx.TrainingMode.EVAL)
         except Exception as exc:
@@ -272,10 +321,22 @@ def model_metadata(checkpoint: dict[str, Any], info: DatasetInfo, image_size: in
     return ModelMetadata(
         task=info.task, class_names=tuple(info.class_names), image_size=int(image_size),
         channels=int(info.channels), mean=tuple(float(m) for m in info.mean),
-        std=tuple(float(s) for s in info.std), fundus_crop=bool(info.fundus_crop),
-        architecture=checkpoint["arch"]["name"], tfx_version=__version__,
-        checkpoint_sha256=sha256, dataset=info.name, selection_metric=info.selection_metric,
-        referable_threshold=info.referable_threshold, precision=precision)
+        std=tuple(float(s) for s in info.std), architecture=checkpoint["arch"]["name"],
+        tfx_version=__version__, checkpoint_sha256=sha256, dataset=info.name,
+        selection_metric=info.selection_metric, referable_threshold=info.referable_threshold,
+        preprocess=info.preprocess, preprocess_plugin=step_plugin(info.preprocess),
+        precision=precision)
+
+
+def step_plugin(name: str | None) -> str | None:
+    """The plugin that registers preprocessing step ``name`` (a ConfigError if none does)."""
+    if name is None:
+        return None
+    from transfusion_cli.data.preprocess import preprocess_step
+    from transfusion_cli.plugins import get_registry
+
+    preprocess_step(name)  # the error with the fix when no installed plugin registers it
+    return get_registry().owner("preprocessing", name)
 
 
 # ---------------------------------------------------------------------------- checks
@@ -322,10 +383,10 @@ def rounding_hint(model: nn.Module, images: torch.Tensor, info: DatasetInfo, in_
             f"{3 * floor:.1g} to accept it.")
 
 
-def evaluate(sessions: dict[str, Session], split, info: DatasetInfo,
-             limit: int | None) -> dict[str, Any]:
+def selection_metric_per_session(sessions: dict[str, Session], split, info: DatasetInfo,
+                                 limit: int | None) -> dict[str, Any]:
     """The dataset's headline metric of each session on ``split`` (same images for all)."""
-    from transfusion_cli.evaluation.scores import compute_metrics
+    from transfusion_cli.scores import compute_metrics
 
     logits: dict[str, list[np.ndarray]] = {name: [] for name in sessions}
     targets = []
@@ -350,6 +411,49 @@ def evaluate(sessions: dict[str, Session], split, info: DatasetInfo,
     return result
 
 
+HEATMAP_SCALE_IMAGES = 128  # validation images whose heatmap maxima set the absolute scale
+
+
+def heatmap_check(session: Session, module: LogitsAndCams, images: torch.Tensor, bundle,
+                  info: DatasetInfo, metadata: ModelMetadata, progress
+                  ) -> tuple[ModelMetadata, dict[str, Any]]:
+    """Check the exported class activation maps against PyTorch's, and measure the absolute
+    heatmap scale on validation images; (metadata with the scale, report entry)."""
+    from transfusion_cli.deploy.heatmaps import absolute_scale, explained_score, grad_cam
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raw = session.session
+        logits, cams = raw.run([OUTPUT_NAME, HEATMAP_NAME], {raw.get_inputs()[0].name: batch})
+        return logits, cams
+
+    with torch.inference_mode():
+        _, expected = module(normalize(images, info))
+    _, got = run(normalize(images, info).numpy())
+    difference = float(np.abs(got - expected.numpy()).max())
+    maxima = []
+    split = bundle.val if bundle.val is not None and len(bundle.val) else bundle.train
+    for batch, _ in split_batches(split, HEATMAP_SCALE_IMAGES, batch_size=EVAL_BATCH):
+        logits, cams = run(normalize(batch, info).numpy())
+        for row in range(len(logits)):
+            score = explained_score(logits[row], info.task, info.class_names,
+                                    info.referable_threshold)
+            maxima.append(float(grad_cam(cams[row], score.gradient).max()))
+    scale = absolute_scale(maxima)
+    progress(f"heatmap output '{HEATMAP_NAME}' {list(got.shape[1:])}: max abs diff vs PyTorch "
+             f"{difference:.2e}; absolute scale {scale if scale is None else f'{scale:.3g}'} "
+             f"from {len(maxima)} images")
+    if difference > FP32_TOLERANCE * max(1.0, float(np.abs(expected.numpy()).max())):
+        raise ExportError(f"The exported class activation maps differ from PyTorch's by "
+                          f"{difference:.3g}; nothing was written.")
+    report = {"output": HEATMAP_NAME, "shape": ["batch", *map(int, got.shape[1:])],
+              "max_abs_diff": difference, "max_abs": float(np.abs(expected.numpy()).max()),
+              "scale": scale, "scale_images": len(maxima),
+              "scale_rule": "99th percentile of the per-image Grad-CAM maxima",
+              "method": "Grad-CAM from class activation maps (exact for global average "
+                        "pooling + linear head)"}
+    return dataclasses.replace(metadata, heatmap_scale=scale), report
+
+
 def torch_latency(model: nn.Module, images: torch.Tensor, runs: int) -> dict[str, float]:
     """PyTorch eager CPU latency of one batch (for comparison with onnxruntime)."""
     from transfusion_cli.deploy.ort_session import summarize_times
@@ -372,17 +476,16 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
     import onnx
 
     settings.validate()
-    outputs = {"--out": settings.out, "The report of --out": report_path(settings.out)}
-    if settings.quantize != "none":
-        outputs["The quantised --out"] = quantized_path(settings.out, settings.quantize)
-    calibration = settings.calibration_data
-    refuse_overwriting_inputs(outputs, inputs=[settings.checkpoint], data_dirs=[
-        settings.data_dir, calibration if calibration and Path(calibration).is_dir() else None])
     started = time.perf_counter()
-    checkpoint = load_checkpoint(settings.checkpoint)
-    info = checkpoint_dataset_info(checkpoint)
-    model = build_model(checkpoint).eval()
-    in_chans = int(checkpoint["arch"]["in_chans"])
+    trained = load_trained(settings.checkpoint, "cpu")  # ONNX export traces on the CPU
+    checkpoint, info, model, in_chans = (trained.checkpoint, trained.info, trained.model,
+                                         trained.in_chans)
+    source = checkpoint_source(checkpoint, info, settings.data_dir)
+    # Every output is checked before the first is written (outputs.py).
+    refuse_overwriting_inputs(
+        export_outputs(settings), inputs=[settings.checkpoint, settings.evaluation],
+        data_dirs=[settings.data_dir, *checkpoint_input_roots(checkpoint, info, settings.data_dir),
+                   *calibration_roots(settings.calibration_data)])
     image_size = settings.image_size or info.image_size
     sha256 = file_sha256(settings.checkpoint)
     metadata = model_metadata(checkpoint, info, image_size, sha256)
@@ -390,8 +493,10 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
     progress(f"building dataset '{info.name}' at {image_size} px for the checks")
     bundle = checkpoint_dataset(checkpoint, info, image_size, settings.data_dir)
     card_facts = export_facts(settings.checkpoint, checkpoint, info, bundle, sha256, image_size,
-                              settings.evaluation)
-    metadata = dataclasses.replace(metadata, model_card=card_facts)
+                              settings.evaluation, source.fingerprint)
+    # predict and serve decide at the operating points `tfx evaluate` chose (decisions.py).
+    metadata = dataclasses.replace(metadata, model_card=card_facts,
+                                   operating_points=card_facts.get("operating_points"))
     images = first_images(bundle, max(PARITY_BATCHES))
     if images.shape[1] != info.channels or images.shape[-1] != image_size:
         raise DataError(f"Dataset '{info.name}' gave {tuple(images.shape[1:])} images; the "
@@ -407,7 +512,17 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
     # while after each run and would slow PyTorch down.
     torch_b1 = torch_latency(model, normalize(batches[1], info, in_chans), settings.latency_runs)
     onnx_inputs = {s: normalize(b, info).numpy() for s, b in batches.items()}
-    module = ChannelAdapter(model, in_chans) if in_chans != info.channels else model
+    module: nn.Module = ChannelAdapter(model, in_chans) if in_chans != info.channels else model
+    # Models ending in global average pooling + a linear head get a second output: the class
+    # activation maps that `tfx predict --heatmaps` turns into Grad-CAM without torch.
+    head = pooled_linear_head(model, normalize(batches[8], info, in_chans))
+    outputs: tuple[str, ...] = (OUTPUT_NAME,)
+    if head is not None:
+        # eval(): the exporter restores the wrapper's mode afterwards, recursively.
+        module = LogitsAndCams(model, head, in_chans if in_chans != info.channels else None
+                               ).eval()
+        outputs = (OUTPUT_NAME, HEATMAP_NAME)
+        metadata = dataclasses.replace(metadata, heatmap_output=HEATMAP_NAME)
 
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     workdir = make_temp_dir(settings.out.parent, "export")  # pid in its name: see io.py
@@ -415,9 +530,16 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
         fp32_path = workdir / "model.fp32.onnx"
         progress(f"exporting {metadata.architecture} with the {EXPORTER} exporter, "
                  f"opset {settings.opset}")
-        torch_to_onnx(module, torch.from_numpy(onnx_inputs[8][:2]), fp32_path, settings.opset)
+        torch_to_onnx(module, torch.from_numpy(onnx_inputs[8][:2]), fp32_path, settings.opset,
+                      outputs)
         finish_onnx(fp32_path, metadata, settings.opset)
         fp32 = create_session(fp32_path, "cpu")
+        heatmap_report = None
+        if head is not None:
+            metadata, heatmap_report = heatmap_check(fp32, module, batches[8], bundle, info,
+                                                     metadata, progress)
+            finish_onnx(fp32_path, metadata, settings.opset)  # now with the heatmap scale
+            fp32 = create_session(fp32_path, "cpu")
         fp32_parity = parity(fp32, reference, onnx_inputs)
         fp32_parity.update(tolerance=settings.tolerance,
                            passed=fp32_parity["max_abs_diff"] <= settings.tolerance)
@@ -431,6 +553,9 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
                  f"(tolerance {settings.tolerance:g})")
         report = base_report(settings, checkpoint, info, sha256, image_size, in_chans)
         report["parity"] = {"fp32": fp32_parity}
+        report["heatmap"] = heatmap_report or {
+            "output": None, "note": "no heatmap output: the model does not end in global "
+                                    "average pooling and a linear head"}
         report["sizes"] = {"fp32_bytes": fp32_path.stat().st_size}
         latency = {"pytorch_fp32": torch_b1,
                    "onnxruntime_fp32": time_session(fp32, onnx_inputs[1], settings.latency_runs)}
@@ -455,6 +580,9 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
         report["files"] = {precision: str(path) for precision, path in targets.items()}
         report["files"]["report"] = str(report_path(settings.out))
         report["files"]["model_card"] = str(card_path(settings.out))
+        if settings.triton_repo is not None:
+            report["files"]["triton"] = [str(settings.triton_repo / model_name(path))
+                                         for path in targets.values()]
         report["wall_time_s"] = round(time.perf_counter() - started, 2)
         # The report is complete before any model moves, so no .onnx is left without it.
         staged_report = write_json(workdir / "report.json", report)
@@ -463,6 +591,15 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
         os.replace(staged_report, report_path(settings.out))
         if write_card(settings.out, card_facts) is None:
             progress(f"left {card_path(settings.out)} alone: tfx did not write it")
+        if settings.triton_repo is not None:
+            write_triton_repo(settings.triton_repo, [
+                (targets[precision], dataclasses.replace(metadata, precision=precision))
+                for precision in written])
+            progress(f"wrote the Triton model repository {settings.triton_repo}")
+    except Exception as exc:  # a full disk or a size limit, however the writer wrapped it
+        if (failure := storage_failure(exc)) is None:
+            raise
+        raise storage_error(settings.out, failure) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return report
@@ -475,6 +612,7 @@ def base_report(settings: ExportSettings, checkpoint: dict[str, Any], info: Data
     import onnxruntime
 
     return {
+        "format": REPORT_FORMAT,
         "model": str(settings.out),
         "checkpoint": {"path": str(settings.checkpoint), "sha256": sha256,
                        "architecture": checkpoint["arch"]["name"], "dataset": info.name,
@@ -515,7 +653,8 @@ def quantized_copy(settings: ExportSettings, workdir: Path, fp32_path: Path, fp3
     session = create_session(path, "cpu")
     quant_parity = parity(session, reference, onnx_inputs)
     progress(f"{precision}: evaluating fp32 and {precision} on the validation split")
-    metric = evaluate({"fp32": fp32, precision: session}, bundle.val, info, settings.eval_images)
+    metric = selection_metric_per_session({"fp32": fp32, precision: session}, bundle.val, info,
+                                          settings.eval_images)
     drop = metric["fp32"] - metric[precision]
     metric["drop"] = drop if math.isfinite(drop) else float("nan")
     return path, {"settings": quant_settings, "parity": quant_parity, "metric": metric,

@@ -91,6 +91,9 @@ def _create(model: str | Path | bytes, providers: list[str], threads: int | None
                                     disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         name = model if not isinstance(model, bytes) else "the model"
+        if isinstance(model, Path) and model.suffix.lower() == ".pt":
+            raise ExportError(f"{name} is a PyTorch checkpoint, not an ONNX model; export it "
+                              f"first (tfx export {name} -o model.onnx).") from exc
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"onnxruntime cannot load {name} ({first[:240]}); is it an ONNX model "
                           "written by `tfx export`?") from exc

@@ -67,12 +67,22 @@ def delong_test(y_true: Any, score_a: Any, score_b: Any) -> dict[str, float]:
     Returns ``auc_a, auc_b, difference`` (b - a), ``variance`` (of the difference), ``z`` and
     ``p_value``. Identical scores give difference 0, variance 0, z 0 and p 1.
     """
+    aucs, cov = auc_covariance(y_true, paired_scores(score_a, score_b))
+    return difference_test(aucs, cov)
+
+
+def paired_scores(score_a: Any, score_b: Any) -> np.ndarray:
+    """The two models' scores stacked (2, n); different lengths are a DataError."""
     a = np.asarray(score_a, dtype=np.float64).ravel()
     b = np.asarray(score_b, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise DataError(f"The two models scored different numbers of cases ({len(a)} and "
                         f"{len(b)}); compare them on the same test images.")
-    aucs, cov = auc_covariance(y_true, np.stack([a, b]))
+    return np.stack([a, b])
+
+
+def difference_test(aucs: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+    """The two-sided z test of ``aucs[1] - aucs[0]`` given their (2, 2) covariance."""
     difference = float(aucs[1] - aucs[0])
     variance = float(max(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1], 0.0))
     if variance <= 1e-15:  # the same ranking twice (or a degenerate set): no evidence either way

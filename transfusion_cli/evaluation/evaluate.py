@@ -1,12 +1,13 @@
 """`tfx evaluate`: a model (``.pt`` checkpoint or exported ``.onnx``) on a split of its dataset,
 every task metric with a patient-level bootstrap CI, an operating point chosen on validation,
-calibration, and (two models) the paired AUC difference with its CI and DeLong p-value."""
+calibration, and (two models) the paired AUC difference with its CI and a paired test's p-value
+(DeLong's, or Obuchowski's clustered test when the split has patient ids)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,17 +16,26 @@ import numpy as np
 
 from transfusion_cli import __version__
 from transfusion_cli.data.bundles import DatasetInfo
+from transfusion_cli.deploy.decisions import operating_point_name, referable_question
 from transfusion_cli.errors import ConfigError, DataError
-from transfusion_cli.evaluation.bootstrap import bootstrap_many, paired_auc_difference
+from transfusion_cli.evaluation import weighted
+from transfusion_cli.evaluation.bootstrap import (
+    DELONG,
+    OBUCHOWSKI,
+    bootstrap_many,
+    paired_auc_difference,
+)
 from transfusion_cli.evaluation.calibration import reliability
 from transfusion_cli.evaluation.operating_point import (
     DEFAULT_SENSITIVITY,
+    check_sensitivity,
     rates_at,
     threshold_for_sensitivity,
 )
-from transfusion_cli.evaluation.scores import compute_metrics, metric_values, probabilities
+from transfusion_cli.limits import IMAGE_SIZE_CEILING
+from transfusion_cli.runfolder import EVALUATION_FORMAT
+from transfusion_cli.scores import compute_metrics, metric_values, probabilities
 
-FORMAT = "tfx-evaluation"
 DEFAULT_BOOTSTRAP = 2000
 EVAL_BATCH = 64
 
@@ -42,6 +52,8 @@ class SplitScores:
     targets: np.ndarray
     groups: list[str] | None  # patient id per image, when the dataset has them
     facts: dict[str, Any] = field(default_factory=dict)  # architecture, init, sha256, ...
+    # The data scored: DataSource.describe() and its fingerprint (None: not known).
+    data: dict[str, Any] | None = None
 
     @property
     def n(self) -> int:
@@ -85,23 +97,17 @@ class _Model:
             self._load_onnx()
 
     def _load_checkpoint(self) -> None:
-        from transfusion_cli.models.checkpoint import (
-            build_model,
-            checkpoint_dataset_info,
-            file_sha256,
-            load_checkpoint,
-        )
-        from transfusion_cli.train.runtime import make_runtime, select_device
+        from transfusion_cli.models.checkpoint import file_sha256
+        from transfusion_cli.models.runtime import make_runtime
+        from transfusion_cli.models.trained import load_trained
 
-        self.checkpoint = load_checkpoint(self.path)
-        self.info = checkpoint_dataset_info(self.checkpoint)
+        trained = load_trained(self.path, "auto")
+        self.checkpoint, self.info, self.model = trained.checkpoint, trained.info, trained.model
         self.image_size = self.info.image_size
-        self.runtime = make_runtime(select_device("auto"), None, False)
-        self.model = build_model(self.checkpoint).to(self.runtime.device).eval()
-        self.in_chans = int(self.checkpoint["arch"]["in_chans"])
-        self.facts = {"architecture": self.checkpoint["arch"]["name"],
-                      "init": (self.checkpoint.get("init") or {}).get("name", "random"),
-                      "step": self.checkpoint.get("step"), "sha256": file_sha256(self.path)}
+        self.runtime = make_runtime(trained.device, None, False)
+        self.in_chans = trained.in_chans
+        self.facts = {"architecture": trained.arch, "init": trained.init, "step": trained.step,
+                      "sha256": file_sha256(self.path)}
 
     def _load_onnx(self) -> None:
         from transfusion_cli.deploy.predict import OnnxClassifier
@@ -115,7 +121,7 @@ class _Model:
             name=meta.dataset, task=meta.task, class_names=tuple(meta.class_names),
             channels=meta.channels, image_size=meta.image_size, mean=tuple(meta.mean),
             std=tuple(meta.std), referable_threshold=meta.referable_threshold,
-            selection_metric=meta.selection_metric, fundus_crop=meta.fundus_crop)
+            selection_metric=meta.selection_metric, preprocess=meta.preprocess)
         # The model card records how the training data were built (seed, options).
         training = (meta.model_card or {}).get("training_data") or {}
         self.data_seed = int(training.get("data_seed") or 0)
@@ -147,25 +153,41 @@ def dataset_groups(dataset) -> list[str] | None:
     return None if groups is None else [str(g) for g in groups]
 
 
-def _bundle_for(model: _Model, data: str | None, data_dir: str | Path | None,
-                options: dict[str, Any] | None):
-    from transfusion_cli.data.build import build_dataset
-    from transfusion_cli.registry import get
+def _source_for(model: _Model, data: str | None, data_dir: str | Path | None,
+                options: dict[str, Any] | None, strict: bool = True):
+    """The dataset the model is scored on: ``data``/``data_dir``/``options`` where given,
+    else the one recorded in the model, as its training built it."""
+    from transfusion_cli.data.source import DataSource
+    from transfusion_cli.plugins import get
 
     name = data or model.info.name
     if model.checkpoint and name == model.info.name and not options:
-        from transfusion_cli.deploy.export import checkpoint_dataset
+        from transfusion_cli.data.batches import checkpoint_source
 
-        return checkpoint_dataset(model.checkpoint, model.info, model.image_size,
-                                  Path(data_dir) if data_dir else None)
+        return checkpoint_source(model.checkpoint, model.info,
+                                 Path(data_dir) if data_dir else None, strict)
     spec_options = get("datasets", name).options
     options = dict(options or {})
     seed = 0
     if not options and name == model.info.name:  # as the model's training built it
         options = {k: v for k, v in (model.info.options or {}).items() if k in spec_options}
         seed = getattr(model, "data_seed", 0)
-    return build_dataset(name, data_dir=data_dir, image_size=model.image_size, seed=seed,
-                         options=options)
+    return DataSource.named(name, data_dir, options, seed)
+
+
+def _bundle_for(model: _Model, data: str | None, data_dir: str | Path | None,
+                options: dict[str, Any] | None):
+    source = _source_for(model, data, data_dir, options)
+    bundle = source.build(model.image_size, max_size=IMAGE_SIZE_CEILING)  # the model's size
+    return bundle, source
+
+
+def evaluation_source(path: str | Path, data: str | None = None,
+                      data_dir: str | Path | None = None, options: dict[str, Any] | None = None):
+    """The ``DataSource`` `evaluate_model` reads with these arguments, found without building
+    it: its ``input_roots`` are what the output guard keeps `tfx evaluate`'s files out of,
+    its ``fingerprint`` keys the record beside the model."""
+    return _source_for(_Model(Path(path)), data, data_dir, options, strict=False)
 
 
 def _check_compatible(model: _Model, info: DatasetInfo) -> None:
@@ -182,11 +204,12 @@ def predict_split(path: str | Path, data: str | None = None, data_dir: str | Pat
                   _model: _Model | None = None, _bundle=None) -> dict[str, SplitScores]:
     """Outputs of the model at ``path`` on ``split`` (and on each of ``splits``) of its
     dataset (default: the one recorded in the model), keyed by split name."""
-    from transfusion_cli.deploy.export import split_batches
+    from transfusion_cli.data.batches import split_batches
     from transfusion_cli.progress import track
 
     model = _model or _Model(Path(path))
-    bundle = _bundle or _bundle_for(model, data, data_dir, options)
+    bundle, source = _bundle or _bundle_for(model, data, data_dir, options)
+    data_facts = {**source.describe(), "fingerprint": source.fingerprint}
     _check_compatible(model, bundle.info)
     result = {}
     for name in dict.fromkeys((split, *splits)):
@@ -204,7 +227,7 @@ def predict_split(path: str | Path, data: str | None = None, data_dir: str | Pat
         result[name] = SplitScores(str(path), model.kind, bundle.info, name,
                                    np.concatenate(logits).astype(np.float64),
                                    np.concatenate(targets), dataset_groups(dataset),
-                                   dict(model.facts))
+                                   dict(model.facts), dict(data_facts))
     return result
 
 
@@ -231,7 +254,7 @@ def binary_problems(scores: SplitScores) -> list[BinaryProblem]:
     y = scores.targets.reshape(-1).astype(int)
     if info.referable_threshold is not None:
         t = info.referable_threshold
-        return [BinaryProblem(f"referable (grade >= {t})", (y >= t).astype(int),
+        return [BinaryProblem(referable_question(t), (y >= t).astype(int),
                               probs[:, t:].sum(axis=1), every)]
     return [BinaryProblem(name, (y == c).astype(int), probs[:, c], every)
             for c, name in enumerate(info.class_names)]
@@ -245,50 +268,65 @@ def _strata(scores: SplitScores) -> np.ndarray:
     return scores.targets.reshape(-1).astype(int)
 
 
-def _task_metrics(scores: SplitScores) -> Callable[[np.ndarray], dict[str, float]]:
-    def compute(idx: np.ndarray) -> dict[str, float]:
-        values = metric_values(compute_metrics(scores.logits[idx], scores.targets[idx],
-                                               scores.info))
-        # Youden threshold etc. are properties of the set, not scores to put a CI on.
-        return {k: v for k, v in values.items()
-                if k not in ("threshold", "sensitivity", "specificity")}
-    return compute
+def _task_point(full: dict[str, Any]) -> dict[str, float]:
+    """The task metrics on every case that get a CI (``weighted.task_metrics`` computes the
+    same names per replicate)."""
+    # Youden threshold etc. are properties of the set, not scores to put a CI on.
+    return {k: v for k, v in metric_values(full).items()
+            if k not in ("threshold", "sensitivity", "specificity")}
+
+
+def _rates_with_cis(y: np.ndarray, s: np.ndarray, groups: list[str] | None, threshold: float,
+                    keys: tuple[str, ...], n_boot: int, seed: int, level: float
+                    ) -> dict[str, Any]:
+    """``keys`` of ``rates_at`` at ``threshold``, each with its bootstrap CI."""
+    at = rates_at(y, s, threshold)
+    return bootstrap_many(weighted.rates(y, s, threshold, keys), y, groups, n_boot, seed, level,
+                          point={k: at[k] for k in keys})
 
 
 def _operating_point(problem: BinaryProblem, val: BinaryProblem | None, scores: SplitScores,
-                     sensitivity: float, n_boot: int, seed: int, level: float) -> dict[str, Any]:
+                     sensitivity: float, n_boot: int, seed: int, level: float,
+                     val_groups: list[str] | None = None) -> dict[str, Any]:
     if val is None:
         return {"note": "no validation split to choose the threshold on"}
-    y_val, s_val = val.y[val.keep], val.score[val.keep]
+    val_keep = np.flatnonzero(val.keep)
+    y_val, s_val = val.y[val_keep], val.score[val_keep]
     threshold = threshold_for_sensitivity(y_val, s_val, sensitivity)
     keep = np.flatnonzero(problem.keep)
     y, s = problem.y[keep], problem.score[keep]
     groups = None if scores.groups is None else [scores.groups[i] for i in keep]
     at = rates_at(y, s, threshold)
-
-    def compute(idx: np.ndarray) -> dict[str, float]:
-        rates = rates_at(y[idx], s[idx], threshold)
-        return {k: rates[k] for k in ("sensitivity", "specificity", "ppv", "npv")}
-
-    cis = bootstrap_many(compute, y, groups, n_boot, seed, level)
-    return {"target_sensitivity": sensitivity, "threshold": threshold,
-            "chosen_on": "val", "val_sensitivity": rates_at(y_val, s_val, threshold)[
-                "sensitivity"], **cis, "confusion_matrix": at["confusion_matrix"]}
+    cis = _rates_with_cis(y, s, groups, threshold, ("sensitivity", "specificity", "ppv", "npv"),
+                          n_boot, seed, level)
+    # The split the threshold was chosen on, with its own CIs: `tfx export` stores both.
+    kept_val_groups = None if val_groups is None else [val_groups[i] for i in val_keep]
+    validation = {"split": "val", "n": int(len(y_val)), "positives": int(y_val.sum()),
+                  **_rates_with_cis(y_val, s_val, kept_val_groups, threshold,
+                                    ("sensitivity", "specificity"), n_boot, seed, level)}
+    return {"name": operating_point_name(sensitivity), "target_sensitivity": sensitivity,
+            "threshold": threshold, "chosen_on": "val",
+            "val_sensitivity": validation["sensitivity"]["value"], "validation": validation,
+            **cis, "confusion_matrix": at["confusion_matrix"]}
 
 
 def evaluate_scores(scores: SplitScores, val: SplitScores | None = None,
                     n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                    sensitivity: float = DEFAULT_SENSITIVITY, level: float = 0.95,
-                    show_progress: bool = False) -> dict[str, Any]:
-    """The evaluation record of one model's outputs (see ``evaluate_model``)."""
+                    sensitivity: float | Sequence[float] = DEFAULT_SENSITIVITY,
+                    level: float = 0.95, show_progress: bool = False) -> dict[str, Any]:
+    """The evaluation record of one model's outputs (see ``evaluate_model``); ``sensitivity``:
+    one target or several (one operating point each, the first is ``operating_point``)."""
     from transfusion_cli.progress import track
 
+    targets = _sensitivities(sensitivity)
     if n_boot < 1:
         raise ConfigError(f"--bootstrap {n_boot} must be at least 1 (2000 is usual).")
     full = compute_metrics(scores.logits, scores.targets, scores.info)
     with track("bootstrap", total=n_boot, unit="resamples", enabled=show_progress) as task:
-        metrics = bootstrap_many(_task_metrics(scores), _strata(scores), scores.groups, n_boot,
-                                 seed, level, progress=task.advance)
+        metrics = bootstrap_many(weighted.task_metrics(scores.logits, scores.targets,
+                                                       scores.info),
+                                 _strata(scores), scores.groups, n_boot, seed, level,
+                                 progress=task.advance, point=_task_point(full))
     problems = binary_problems(scores)
     val_problems = binary_problems(val) if val is not None else [None] * len(problems)
     binary = {}
@@ -298,13 +336,18 @@ def evaluate_scores(scores: SplitScores, val: SplitScores | None = None,
         entry: dict[str, Any] = {"n": int(keep.sum()), "positives": int(y.sum()),
                                  "prevalence": float(y.mean()) if len(y) else math.nan}
         if 0 < y.sum() < len(y):
-            entry["operating_point"] = _operating_point(problem, val_problem, scores,
-                                                        sensitivity, n_boot, seed, level)
+            points = [_operating_point(problem, val_problem, scores, target, n_boot, seed,
+                                       level, val.groups if val is not None else None)
+                      for target in targets]
+            entry["operating_point"] = points[0]
+            if "threshold" in points[0]:
+                entry["operating_points"] = {point["name"]: point for point in points}
         entry["calibration"] = reliability(y, s)
         binary[problem.name] = entry
     return {
-        "format": FORMAT, "tfx_version": __version__, "model": scores.model,
+        "format": EVALUATION_FORMAT, "tfx_version": __version__, "model": scores.model,
         "model_kind": scores.kind, **scores.facts, "dataset": scores.info.name,
+        "data": scores.data,
         "task": scores.info.task, "split": scores.split, "n": scores.n,
         "patients": len(set(scores.groups)) if scores.groups is not None else None,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": level,
@@ -315,6 +358,19 @@ def evaluate_scores(scores: SplitScores, val: SplitScores | None = None,
     }
 
 
+def _sensitivities(sensitivity: float | Sequence[float]) -> list[float]:
+    """The target sensitivities, in order, without repeats (at least one)."""
+    values = [sensitivity] if isinstance(sensitivity, int | float) else list(sensitivity)
+    values = list(dict.fromkeys(float(v) for v in values)) or [DEFAULT_SENSITIVITY]
+    for value in values:
+        check_sensitivity(value)
+    names = [operating_point_name(v) for v in values]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--sensitivity values {values} name the same operating point twice "
+                          "(names round to 0.1 %); give distinct targets.")
+    return values
+
+
 def predict_with_val(path: str | Path, data: str | None = None,
                      data_dir: str | Path | None = None, split: str = "test",
                      options: dict[str, Any] | None = None, show_progress: bool = True
@@ -322,44 +378,54 @@ def predict_with_val(path: str | Path, data: str | None = None,
     """``predict_split`` on ``split`` and, when the dataset has one, the validation split
     (where operating points are chosen)."""
     model = _Model(Path(path))
-    bundle = _bundle_for(model, data, data_dir, options)
+    bundle, source = _bundle_for(model, data, data_dir, options)
     extra = ("val",) if split != "val" and bundle.val is not None and len(bundle.val) else ()
     return predict_split(path, data, data_dir, split, options, extra, show_progress, model,
-                         bundle)
+                         (bundle, source))
 
 
 def evaluate_model(path: str | Path, data: str | None = None,
                    data_dir: str | Path | None = None, split: str = "test",
                    n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0,
-                   sensitivity: float = DEFAULT_SENSITIVITY, level: float = 0.95,
-                   options: dict[str, Any] | None = None, show_progress: bool = True
+                   sensitivity: float | Sequence[float] = DEFAULT_SENSITIVITY,
+                   level: float = 0.95, options: dict[str, Any] | None = None,
+                   show_progress: bool = True
                    ) -> tuple[dict[str, Any], dict[str, SplitScores]]:
     """Evaluate one model on ``split``; returns (record, outputs per split).
 
     The record holds every task metric with its bootstrap CI (``metrics[name] = {value,
     ci_low, ci_high, n_valid}``), and per yes/no question (``binary``) the prevalence, the
     operating point chosen on the validation split for ``sensitivity`` and applied unchanged
-    to ``split``, and the calibration (ECE, reliability bins).
+    to ``split`` (several targets: ``operating_points`` by name, e.g. ``sens90``), and the
+    calibration (ECE, reliability bins).
     """
+    _sensitivities(sensitivity)  # checked before any inference
     outputs = predict_with_val(path, data, data_dir, split, options, show_progress)
-    record = evaluate_scores(outputs[split], outputs.get("val", outputs[split]), n_boot, seed,
-                             sensitivity, level, show_progress)
-    if "val" in outputs and split == "val":
+    # Never on the evaluated split unless it is the validation split itself (noted below).
+    record = evaluate_scores(outputs[split], outputs.get("val"), n_boot, seed, sensitivity,
+                             level, show_progress)
+    if split == "val":
         for entry in record["binary"].values():
-            if "operating_point" in entry:
-                entry["operating_point"]["note"] = ("threshold chosen on the very split it is "
-                                                    "measured on (optimistic)")
+            for point in [entry.get("operating_point"),
+                          *(entry.get("operating_points") or {}).values()]:
+                if point is not None:
+                    point["note"] = ("threshold chosen on the very split it is measured on "
+                                     "(optimistic)")
     return record, outputs
 
 
 def compare_scores(a: SplitScores, b: SplitScores, n_boot: int = DEFAULT_BOOTSTRAP,
                    seed: int = 0, level: float = 0.95) -> dict[str, Any]:
     """AUC of model b minus model a per yes/no question on the same images: paired bootstrap
-    CI (same resamples for both) and the DeLong test p-value."""
+    CI (same resamples for both) and the paired test's p-value: DeLong's, or Obuchowski's
+    clustered test when the images carry patient ids (``p_method`` in each entry)."""
     if a.n != b.n or not np.array_equal(np.nan_to_num(np.asarray(a.targets, dtype=float)),
                                         np.nan_to_num(np.asarray(b.targets, dtype=float))):
-        raise DataError(f"{a.model} and {b.model} were scored on different images ({a.n} and "
-                        f"{b.n}); compare models of the same dataset and split.")
+        counts = (f"{a.n} and {b.n} images" if a.n != b.n else
+                  f"both {b.split} splits hold {a.n} images, but their labels differ")
+        raise DataError(f"{a.model} and {b.model} were scored on different images ({counts}: "
+                        "the models' data differ, e.g. another data seed or split option); "
+                        "compare models of the same dataset and split.")
     result = {}
     for pa, pb in zip(binary_problems(a), binary_problems(b), strict=True):
         keep = np.flatnonzero(pa.keep)
@@ -371,27 +437,22 @@ def compare_scores(a: SplitScores, b: SplitScores, n_boot: int = DEFAULT_BOOTSTR
         result[pa.name] = paired_auc_difference(y, pa.score[keep], pb.score[keep], groups,
                                                 n_boot, seed, level)
     return {"model_a": a.model, "model_b": b.model, "split": a.split, "n": a.n,
-            "difference": "AUC(b) - AUC(a)", "p_value": "DeLong test, two-sided",
+            "difference": "AUC(b) - AUC(a)",
+            "p_value": DELONG if a.groups is None else OBUCHOWSKI,
             "auc": result}
 
 
-def compare_models(path_a: str | Path, path_b: str | Path, data: str | None = None,
-                   data_dir: str | Path | None = None, split: str = "test",
-                   n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95,
-                   options: dict[str, Any] | None = None, show_progress: bool = True
-                   ) -> dict[str, Any]:
-    """``compare_scores`` of two models predicted on the same split."""
+def compare_model_aucs(path_a: str | Path, path_b: str | Path, data: str | None = None,
+                       data_dir: str | Path | None = None, split: str = "test",
+                       n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = 0.95,
+                       options: dict[str, Any] | None = None, show_progress: bool = True
+                       ) -> dict[str, Any]:
+    """``compare_scores`` of two model files predicted on the same split: each yes/no
+    question's AUC difference with a paired bootstrap CI and the paired test's p-value."""
     a = predict_split(path_a, data, data_dir, split, options, show_progress=show_progress)
     b = predict_split(path_b, data or a[split].info.name, data_dir, split, options,
                       show_progress=show_progress)
     return compare_scores(a[split], b[split], n_boot, seed, level)
-
-
-def evaluation_path(model: str | Path) -> Path:
-    """Where `tfx evaluate` records its result beside a model: ``best.pt`` ->
-    ``best.evaluation.json`` (`tfx export` reads it for the model card)."""
-    model = Path(model)
-    return model.with_name(model.stem + ".evaluation.json")
 
 
 def write_figures(record: dict[str, Any], scores: SplitScores, out: str | Path) -> list[Path]:

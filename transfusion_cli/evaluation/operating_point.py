@@ -9,10 +9,16 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_curve
 
-from transfusion_cli.errors import DataError
+from transfusion_cli.errors import ConfigError, DataError
 
 # Screening programmes for referable diabetic retinopathy ask for about 90 % sensitivity.
 DEFAULT_SENSITIVITY = 0.90
+
+
+def check_sensitivity(target: float) -> None:
+    """A ConfigError unless ``target`` is a sensitivity an operating point can reach: (0, 1]."""
+    if not 0 < target <= 1:  # NaN fails too
+        raise ConfigError(f"--sensitivity must lie in (0, 1] (got {target}); 0.9 is usual.")
 
 
 def threshold_for_sensitivity(y_true: Any, score: Any, target: float = DEFAULT_SENSITIVITY
@@ -21,8 +27,7 @@ def threshold_for_sensitivity(y_true: Any, score: Any, target: float = DEFAULT_S
 
     The highest such threshold gives the best specificity at that sensitivity.
     """
-    if not 0 < target <= 1:
-        raise DataError(f"--sensitivity must lie in (0, 1] (got {target}); 0.9 is usual.")
+    check_sensitivity(target)
     y = np.asarray(y_true).astype(int)
     if y.min() == y.max():
         raise DataError("Cannot choose an operating point: the validation split has only "

@@ -8,9 +8,10 @@ from collections import OrderedDict
 from torch import nn
 
 from transfusion_cli.errors import TfxError
+from transfusion_cli.registry import TfxModel
 
 
-def model_blocks(model: nn.Module) -> OrderedDict[str, tuple[str, ...]]:
+def model_blocks(model: TfxModel) -> OrderedDict[str, tuple[str, ...]]:
     """Block name -> submodule names, in forward order."""
     blocks = getattr(model, "tfx_blocks", None)
     if not blocks:
@@ -19,7 +20,7 @@ def model_blocks(model: nn.Module) -> OrderedDict[str, tuple[str, ...]]:
     return OrderedDict(blocks)
 
 
-def block_names(model: nn.Module) -> list[str]:
+def block_names(model: TfxModel) -> list[str]:
     """Ordered block names."""
     return list(model_blocks(model))
 

@@ -23,14 +23,11 @@ from transfusion_cli import __version__
 from transfusion_cli.data.bundles import DatasetInfo
 from transfusion_cli.errors import CheckpointError
 from transfusion_cli.io import atomic_write
+from transfusion_cli.limits import IMAGE_SIZE_CEILING, MAX_CLASSES, MAX_IN_CHANS, MIN_IMAGE_SIZE
+from transfusion_cli.plugins import get_registry
 
 FORMAT = "tfx-checkpoint"
 FORMAT_VERSION = 1
-# Bounds on what a checkpoint may ask to build: a corrupt or hostile file must not make tfx
-# allocate gigabytes. Far above any real medical-imaging model.
-MAX_CLASSES = 100_000
-MAX_IN_CHANS = 64
-MAX_IMAGE_SIZE = 8192
 
 
 def make_checkpoint(model: nn.Module, arch_name: str, info: DatasetInfo, *,
@@ -45,7 +42,7 @@ def make_checkpoint(model: nn.Module, arch_name: str, info: DatasetInfo, *,
         "arch": {"name": arch_name, "num_classes": int(info.num_outputs),
                  "in_chans": int(getattr(model, "in_chans", info.channels))},
         "dataset": info.to_dict(),
-        "init": init or {"name": "random"},
+        "init": init or {"name": get_registry().baseline_init().name},
         "state_dict": state,
         "step": int(step),
         "epoch": int(epoch),
@@ -54,9 +51,21 @@ def make_checkpoint(model: nn.Module, arch_name: str, info: DatasetInfo, *,
     return checkpoint
 
 
+def recorded_init(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's init record ({name, argument, report}); a checkpoint without one holds
+    the architecture's own initialisation: the baseline init (``InitSpec.baseline``)."""
+    return checkpoint.get("init") or {"name": get_registry().baseline_init().name}
+
+
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write atomically (temp file, then rename)."""
-    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    def writer(tmp: Path) -> None:
+        # Through a Python file: a failed write (full disk, size limit) then stays an OSError
+        # behind torch's RuntimeError, which atomic_write reports as such (io.storage_failure).
+        with open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
+
+    return atomic_write(path, writer)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
@@ -68,6 +77,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {path} does not exist; pass the path of a .pt file "
                               "written by `tfx fit` (RUN/checkpoints/best.pt).")
+    if path.suffix.lower() == ".onnx":  # torch's own message would be "Unsupported operand 8"
+        raise CheckpointError(f"{path} is an ONNX model written by `tfx export`, not a "
+                              "checkpoint; pass the .pt it was exported from (e.g. "
+                              "RUN/checkpoints/best.pt).")
     checkpoint = torch_load_safely(path, "tfx checkpoint", map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tfx checkpoint (no format='{FORMAT}' key); "
@@ -148,8 +161,10 @@ def validate_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
                               f"({describe_load_error(exc)})")
     _require(_is_int(info.channels) and 1 <= info.channels <= MAX_IN_CHANS, path,
              f"dataset.channels is {info.channels!r}, not an integer in 1..{MAX_IN_CHANS}")
-    _require(_is_int(info.image_size) and 1 <= info.image_size <= MAX_IMAGE_SIZE, path,
-             f"dataset.image_size is {info.image_size!r}, not an integer in 1..{MAX_IMAGE_SIZE}")
+    _require(_is_int(info.image_size)
+             and MIN_IMAGE_SIZE <= info.image_size <= IMAGE_SIZE_CEILING, path,
+             f"dataset.image_size is {info.image_size!r}, not an integer in "
+             f"{MIN_IMAGE_SIZE}..{IMAGE_SIZE_CEILING}")
     _require(info.num_outputs == arch["num_classes"], path,
              f"the dataset has {info.num_outputs} outputs but arch.num_classes is "
              f"{arch['num_classes']}")
@@ -171,7 +186,7 @@ def checkpoint_dataset_info(checkpoint: dict[str, Any]) -> DatasetInfo:
 
 def build_model(checkpoint: dict[str, Any], load_weights: bool = True) -> nn.Module:
     """Rebuild the checkpoint's architecture through the registry and load its weights."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     arch = checkpoint["arch"]
     spec = get("architectures", arch["name"])

@@ -26,11 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from transfusion_cli import env
 from transfusion_cli.errors import CheckpointError
 from transfusion_cli.models.blocks import state_keys_by_block
 from transfusion_cli.registry import InitContext
 
-OFFLINE_ENV = ("TFX_OFFLINE", "HF_HUB_OFFLINE")
+HF_OFFLINE_ENV = "HF_HUB_OFFLINE"  # Hugging Face's own switch, read as huggingface_hub does
 WEIGHT_SUFFIXES = (".safetensors", ".pth")
 
 
@@ -48,9 +49,9 @@ class SourceWeights:
 
 def weights_dir() -> Path:
     """Local folder of pretrained weight files: ``$TFX_WEIGHTS_DIR`` or ``<cache>/weights``."""
-    root = os.environ.get("TFX_WEIGHTS_DIR")
-    if root:
-        return Path(root).expanduser()
+    root = env.value("TFX_WEIGHTS_DIR")
+    if root is not None:
+        return root
     from transfusion_cli.data.build import cache_root
 
     return cache_root() / "weights"
@@ -58,7 +59,8 @@ def weights_dir() -> Path:
 
 def offline() -> bool:
     """True when downloads are switched off (``TFX_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
-    return any(os.environ.get(name, "").lower() in ("1", "true", "yes") for name in OFFLINE_ENV)
+    return bool(env.value("TFX_OFFLINE")) or os.environ.get(HF_OFFLINE_ENV, "").lower() in (
+        "1", "true", "yes")
 
 
 def input_conv_names(model: nn.Module) -> list[str]:

@@ -14,12 +14,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.compare.plan import Cell, Plan, cell_id, make_plan, merge_plan
+from transfusion_cli.compare.plan import (
+    Cell,
+    Plan,
+    cell_id,
+    make_plan,
+    merge_plan,
+    selecting_by,
+)
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.reproduce.study import PRETRAINED, DatasetSpec, Study
+from transfusion_cli.runfolder import SOURCE_SWEEP_PREFIX, StudyFolder
 
-SWEEPS_DIR = "sweeps"
-SOURCE_PREFIX = "source-"
+SOURCE_PREFIX = SOURCE_SWEEP_PREFIX
 STAND_IN_SEED = 0
 # Inits whose weights come from the pretrained arm's source (ImageNet or the stand-in).
 WEIGHTED_INITS = ("mean-var", "transfusion")
@@ -63,11 +70,6 @@ class SweepSpec:
         return list(dict.fromkeys(r.id for r in self.requests if r.part == part))
 
 
-def sweep_dir(out: Path, name: str) -> Path:
-    """``OUT/sweeps/<name>``."""
-    return Path(out) / SWEEPS_DIR / name
-
-
 def _dataset_fit(study: Study, dataset: DatasetSpec, data_dirs: dict[str, str],
                  extra: dict[str, Any]) -> dict[str, Any]:
     fit = {**study.fit, **dataset.fit, **extra}
@@ -88,22 +90,31 @@ def _sweep_name(key: str, extra: dict[str, Any]) -> str:
     return f"{key}-{digest}"
 
 
-def source_sweeps(study: Study, parts: list[str]) -> dict[str, SweepSpec]:
-    """The stand-in source sweeps (empty when real weights cover every architecture)."""
+def source_sweeps(study: Study, parts: list[str],
+                  data_dirs: dict[str, str] | None = None) -> dict[str, SweepSpec]:
+    """The stand-in source sweeps (empty when real weights cover every architecture). A
+    stand-in source is a dataset name, or the key of another of the study's datasets (its
+    data, options and folder; e.g. PneumoniaMNIST as the source of the RetinaMNIST parts)."""
     sweeps: dict[str, SweepSpec] = {}
     if study.stand_in is None:
         return sweeps
     for part_name in parts:
         part = study.parts[part_name]
-        archs = _pretrained_archs(study, part)
-        needing = [a for a in archs if a not in study.weights]
+        archs = pretrained_archs(study, part)
+        needing = [a for a in archs if a not in study.weights and not public_weights(a)[0]]
         if not needing:
             continue
         source_data = study.stand_in["data"][part.dataset]
-        name = SOURCE_PREFIX + source_data.replace("/", "-")
-        fit = {**study.fit, **dict(study.stand_in.get("fit") or {})}
+        name = _source_name(source_data)
+        extra = dict(study.stand_in.get("fit") or {})
+        if source_data in study.datasets:
+            dataset = study.datasets[source_data]
+            fit = _dataset_fit(study, dataset, data_dirs or {}, extra)
+            source_data = dataset.data
+        else:
+            fit = {**study.fit, **extra}
         if study.stand_in.get("options"):
-            fit["options"] = dict(study.stand_in["options"])
+            fit["options"] = {**dict(fit.get("options") or {}), **study.stand_in["options"]}
         sweep = sweeps.setdefault(name, SweepSpec(name=name, data=source_data, fit=fit))
         for arch in needing:
             sweep.requests.append(CellRequest("source", arch, "random", "random", STAND_IN_SEED,
@@ -111,7 +122,7 @@ def source_sweeps(study: Study, parts: list[str]) -> dict[str, SweepSpec]:
     return sweeps
 
 
-def _pretrained_archs(study: Study, part) -> list[str]:
+def pretrained_archs(study: Study, part) -> list[str]:
     """Architectures of ``part`` whose cells need the pretrained arm's weights."""
     archs = [a for a in part.archs if any(i == PRETRAINED or i.split(":")[0] in WEIGHTED_INITS
                                           for i in part.inits_of(a))]
@@ -119,20 +130,67 @@ def _pretrained_archs(study: Study, part) -> list[str]:
     return list(dict.fromkeys(archs))
 
 
+def _source_name(source_data: str) -> str:
+    return SOURCE_PREFIX + source_data.replace("/", "-")
+
+
 def stand_in_checkpoint(out: Path, study: Study, dataset_key: str, arch: str) -> Path:
     """The stand-in source's best.pt for ``arch`` (trained on the source dataset)."""
-    source_data = study.stand_in["data"][dataset_key]
-    sweep = sweep_dir(out, SOURCE_PREFIX + source_data.replace("/", "-"))
-    return sweep / "runs" / cell_id(arch, "random", None, STAND_IN_SEED) / "checkpoints" / "best.pt"
+    sweep = StudyFolder(out).sweep(_source_name(study.stand_in["data"][dataset_key]))
+    return sweep.run(cell_id(arch, "random", None, STAND_IN_SEED)).best
+
+
+_PUBLIC: dict[str, tuple[bool, str]] = {}
+
+
+def public_weights(arch: str) -> tuple[bool, str]:
+    """(available, how or why not) for ``arch``'s public ImageNet weights (timm): a file in the
+    local weights folder, else one download into Hugging Face's cache (not with downloads off).
+    Asked once per architecture and process."""
+    if arch not in _PUBLIC:
+        _PUBLIC[arch] = _find_public_weights(arch)
+    return _PUBLIC[arch]
+
+
+def _find_public_weights(arch: str) -> tuple[bool, str]:
+    from transfusion_cli.models.pretrained import WEIGHT_SUFFIXES, offline, weights_dir
+    from transfusion_cli.plugins import get
+
+    tag = get("architectures", arch).pretrained
+    if not tag:
+        return False, f"{arch} has no public ImageNet weights"
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(tag)
+    cfg = cfg.to_dict() if cfg is not None else {}
+    name = ".".join(p for p in (cfg.get("architecture"), cfg.get("tag")) if p) or tag
+    for suffix in WEIGHT_SUFFIXES:
+        if (weights_dir() / f"{name}{suffix}").is_file():
+            return True, f"timm's ImageNet weights {name} from {weights_dir()}"
+    if offline():
+        return False, (f"downloads are off (TFX_OFFLINE/HF_HUB_OFFLINE) and {name} is not in "
+                       f"{weights_dir()}")
+    if not cfg.get("hf_hub_id"):
+        return False, f"timm has no download address for {name}"
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(cfg["hf_hub_id"], cfg.get("hf_hub_filename") or "model.safetensors")
+    except Exception as exc:  # any network or hub failure: the stand-in takes over, labelled
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        return False, f"the download of {name} failed ({reason})"
+    return True, f"timm's ImageNet weights {name} (downloaded)"
 
 
 def pretrained_source(out: Path, study: Study, dataset_key: str, arch: str) -> tuple[str, str]:
     """(init, weights) of the pretrained arm for ``arch``: real weights (``imagenet``), the
     architecture's public weights, or the stand-in (``checkpoint:PATH``)."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     if arch in study.weights:
         return "imagenet", str(Path(study.weights[arch]).expanduser().resolve())
+    if study.stand_in is not None and public_weights(arch)[0]:
+        return "imagenet", ""
     if study.stand_in is not None:
         path = stand_in_checkpoint(out, study, dataset_key, arch).resolve()
         return f"checkpoint:{path}", str(path)
@@ -191,6 +249,32 @@ def _init_for(out: Path, study: Study, dataset_key: str, arch: str,
     return init, None
 
 
+def check_sweeps(study: Study, sweeps: list[SweepSpec]) -> None:
+    """Each sweep's fit settings and headline metric, checked as its cells will use them,
+    before anything is trained or written: a bad value in a profile's ``fit`` fails now, not
+    after the stand-in stage has trained."""
+    from transfusion_cli.compare.plan import CELL_FIELDS, check_metric
+    from transfusion_cli.train import resolve_config
+
+    where = (f"{study.source}: the fit settings of the '{{name}}' sweep (profile keys fit, "
+             "datasets.KEY.fit, parts.PART.fit, pretrained.stand_in.fit)")
+    for sweep in sweeps:
+        for key in sweep.fit:
+            if key in CELL_FIELDS:
+                raise ConfigError(f"{where.format(name=sweep.name)}: '{key}' is set per cell by "
+                                  "the study; remove it.")
+        request = sweep.requests[0] if sweep.requests else None
+        cell = {"data": sweep.data, "seed": STAND_IN_SEED, "init": "random",
+                "arch": request.arch if request else None,
+                "train_size": request.train_size if request else None}
+        try:
+            resolve_config(None, {**sweep.fit, **{k: v for k, v in cell.items() if v}})
+            check_metric(Plan(data=sweep.data, fit=sweep.fit, metric=sweep.metric))
+        except ConfigError as exc:
+            message = str(exc).removeprefix("flags: ")
+            raise ConfigError(f"{where.format(name=sweep.name)}: {message}") from None
+
+
 def build_plan(sweep: SweepSpec) -> Plan:
     """The compare-inits plan of a sweep, checked (unknown names, missing files) by
     ``make_plan`` one request group at a time."""
@@ -210,12 +294,14 @@ def build_plan(sweep: SweepSpec) -> Plan:
         for cell in plan.cells:
             cells.setdefault(cell.id, replace(cell, label=labels[(arch, init, train_size,
                                                                   weights)]))
-    return Plan(data=sweep.data, fit=dict(sweep.fit), target_metric=sweep.target_metric,
-                metric=sweep.metric, cells=list(cells.values()))
+    # Cells select best.pt by the metric the sweep reports (selecting_by).
+    return Plan(data=sweep.data, fit=selecting_by(sweep.fit, sweep.metric),
+                target_metric=sweep.target_metric, metric=sweep.metric,
+                cells=list(cells.values()))
 
 
 def write_plan(out: Path, sweep: SweepSpec) -> Plan:
     """Plan ``sweep`` into ``OUT/sweeps/<name>``, keeping cells planned there before."""
-    directory = sweep_dir(out, sweep.name)
+    directory = StudyFolder(out).sweep(sweep.name).root
     directory.mkdir(parents=True, exist_ok=True)
     return merge_plan(directory, build_plan(sweep))

@@ -7,30 +7,36 @@ kill carries on where it stopped.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfusion_cli.compare.executors import CellTask, Executor
-from transfusion_cli.compare.plan import load_plan
+from transfusion_cli.compare.executors import Executor
+from transfusion_cli.compare.plan import CellTask, load_plan
 from transfusion_cli.compare.runner import cell_state
 from transfusion_cli.console import info
-from transfusion_cli.errors import ConfigError, TrainingError
+from transfusion_cli.errors import TrainingError
 from transfusion_cli.io import write_json, write_text
-from transfusion_cli.reproduce.claims import Evidence, Verdict, all_verdicts
-from transfusion_cli.reproduce.evidence import part_evidence
+from transfusion_cli.outputs import claim_folder
+from transfusion_cli.reproduce.claims import judge
+from transfusion_cli.reproduce.evidence import Evidence, part_evidence
+from transfusion_cli.reproduce.evidence_format import parse_evidence
 from transfusion_cli.reproduce.expand import (
     SweepSpec,
+    build_plan,
+    check_sweeps,
+    pretrained_archs,
+    public_weights,
     source_sweeps,
-    sweep_dir,
     target_sweeps,
     write_plan,
 )
 from transfusion_cli.reproduce.study import PRETRAINED, Study
+from transfusion_cli.reproduce.verdicts import PIPELINE_CHECK, Verdict
+from transfusion_cli.runfolder import STUDY_FORMAT, STUDY_KIND, StudyFolder
 
-STUDY_FILE = "study.json"
-FIGURES_DIR = "figures"
 TRAINING_PARTS = ("table1", "table2", "table3", "convergence")
 
 
@@ -44,21 +50,13 @@ class StudyResult:
     evidence: Evidence
 
 
-def check_out_folder(out: Path, study: Study) -> None:
-    """A new folder, or one this study wrote before (tfx never writes into others)."""
-    marker = out / STUDY_FILE
-    if out.exists() and any(out.iterdir()) and not marker.is_file():
-        raise ConfigError(f"{out} is not empty and was not written by `tfx reproduce`; choose a "
-                          "new --out folder (tfx does not write into folders it did not create).")
-
-
 def _run_stage(out: Path, sweeps: dict[str, SweepSpec], executor: Executor,
                stage: str) -> dict[str, str]:
     tasks: list[CellTask] = []
     skipped = 0
     for sweep in sweeps.values():
         plan = write_plan(out, sweep)
-        directory = sweep_dir(out, sweep.name)
+        directory = StudyFolder(out).sweep(sweep.name).root
         for cell_id in sweep.cell_ids():
             cell = plan.cell(cell_id)
             if cell_state(directory, cell) == "done":
@@ -83,23 +81,42 @@ def run_study(study: Study, out: Path, parts: list[str], executor: Executor,
     """Train what ``parts`` need (unless ``train`` is False), then write the report."""
     started = time.perf_counter()
     out = Path(out)
-    check_out_folder(out, study)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / STUDY_FILE, {"profile": study.name, "source": study.source,
-                                  "parts": parts, "weights": study.weights})
+    claim_folder(out, STUDY_KIND)  # new, empty, or a study tfx made (its study.json says so)
     data_dirs = data_dirs or {}
+    # Everything that can be checked before training is, before the first file is written.
+    sources = source_sweeps(study, parts, data_dirs)
+    targets = target_sweeps(study, parts, out, data_dirs)
+    check_sweeps(study, [*sources.values(), *targets.values()])
+    for sweep in sources.values():
+        build_plan(sweep)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(StudyFolder(out).study, {"format": STUDY_FORMAT, "profile": study.name,
+                                        "source": study.source, "parts": parts,
+                                        "weights": study.weights})
     outcomes: dict[str, str] = {}
-    sources = source_sweeps(study, parts)
     if train and sources:
         outcomes.update(_run_stage(out, sources, executor, "stand-in sources"))
-    targets = target_sweeps(study, parts, out, data_dirs)
     if train:
         outcomes.update(_run_stage(out, targets, executor, "parts"))
     evidence = gather_evidence(study, out, parts, sources, targets)
-    verdicts = all_verdicts(evidence)
+    verdicts = judge_study(study, out, parts, targets, evidence)
     write_reports(study, out, evidence, verdicts, parts, sources,
                   time.perf_counter() - started)
     return StudyResult(out, verdicts, outcomes, evidence)
+
+
+def judge_study(study: Study, out: Path, parts: list[str], targets: dict[str, SweepSpec],
+                evidence: Evidence) -> list[Verdict]:
+    """Write the study's evidence file (``evidence.json``) and judge it."""
+    from transfusion_cli.reproduce.study_evidence import study_document
+
+    path = StudyFolder(out).evidence
+    document = study_document(study, out, parts, targets, evidence)
+    if study.pipeline_check:  # every verdict of it, here and under --judge, says so
+        document["purpose"] = PIPELINE_CHECK
+    write_json(path, document)
+    return judge(parse_evidence(json.loads(json.dumps(document, default=str)), str(path)),
+                 study.claims)
 
 
 def _pairs(study: Study, part_name: str) -> list[tuple[str, str, str, str]]:
@@ -123,9 +140,10 @@ def _source_scores(study: Study, out: Path, sources: dict[str, SweepSpec]) -> tu
     scores: dict[str, float] = {}
     label = ""
     for sweep in sources.values():
-        directory = sweep_dir(out, sweep.name)
-        if not (directory / "plan.json").is_file():
+        folder = StudyFolder(out).sweep(sweep.name)
+        if not folder.is_planned():
             continue
+        directory = folder.root
         results = collect(directory, load_plan(directory))
         for group in results.groups:
             if group.test_mean is not None and group.arch not in scores:
@@ -138,14 +156,15 @@ def _source_scores(study: Study, out: Path, sources: dict[str, SweepSpec]) -> tu
 def gather_evidence(study: Study, out: Path, parts: list[str], sources: dict[str, SweepSpec],
                     targets: dict[str, SweepSpec]) -> Evidence:
     """Read every part's finished cells."""
-    evidence = Evidence(roles=study.roles, margin=study.margin)
+    evidence = Evidence(roles=study.roles)
     for name in parts:
         sweep = next((s for s in targets.values() if s.part_cells(name)), None)
         if sweep is None:
             continue
-        directory = sweep_dir(out, sweep.name)
-        if not (directory / "plan.json").is_file():
+        folder = StudyFolder(out).sweep(sweep.name)
+        if not folder.is_planned():
             continue
+        directory = folder.root
         if name in TRAINING_PARTS:
             evidence.parts[name] = part_evidence(name, directory, sweep.part_cells(name),
                                                  _pairs(study, name))
@@ -155,25 +174,36 @@ def gather_evidence(study: Study, out: Path, parts: list[str], sources: dict[str
     return evidence
 
 
-def _representations(study: Study, directory: Path, sweep: SweepSpec) -> dict[str, Any]:
-    from transfusion_cli.reproduce.representations import representation_evidence
+def _representations(study: Study, directory: Path,
+                     sweep: SweepSpec) -> dict[str, Any] | None:
+    from transfusion_cli.reproduce.representations import DEFAULT_MEASURE, representation_evidence
 
     part = study.parts["representations"]
-    plan = load_plan(directory)
-    wanted = set(sweep.part_cells("representations"))
-    cells = [c for c in plan.cells if c.id in wanted]
-    return representation_evidence(directory, cells, part.archs, metric=part.metric or "svcca",
-                                   samples=part.samples)
+    return representation_evidence(directory, sweep.part_cells("representations"), part.archs,
+                                   measure=part.metric or DEFAULT_MEASURE, samples=part.samples)
 
 
 def pretrained_note(study: Study, parts: list[str], sources: dict[str, SweepSpec]) -> str:
     """How the pretrained arm was made, for the report."""
+    from transfusion_cli.plugins import get
+
     notes = [f"{arch}: ImageNet weights from {path}" for arch, path in study.weights.items()]
+    archs = dict.fromkeys(a for p in parts for a in pretrained_archs(study, study.parts[p])
+                          if a not in study.weights)
+    if study.stand_in is not None:
+        for arch in archs:
+            found, how = public_weights(arch)
+            if found or get("architectures", arch).pretrained:
+                notes.append(f"{arch}: {how}")
     for sweep in sources.values():
-        archs = ", ".join(dict.fromkeys(r.arch for r in sweep.requests))
-        fit = ", ".join(f"{k}={v}" for k, v in sorted(sweep.fit.items()) if k != "options")
-        notes.append(f"STAND-IN, not ImageNet (offline, no ImageNet weights): {archs} first "
-                     f"trained from random init on {sweep.data} ({fit}); that best.pt is the "
+        stand_ins = ", ".join(dict.fromkeys(r.arch for r in sweep.requests))
+        fit = ", ".join(f"{k}={v}" for k, v in sorted(sweep.fit.items())
+                        if k not in ("options", "data_dir"))
+        options = ", ".join(f"{k}={v}" for k, v in sorted((sweep.fit.get("options") or {})
+                                                           .items()))
+        data = f"{sweep.data} ({options})" if options else sweep.data
+        notes.append(f"STAND-IN, not ImageNet (no ImageNet weights here): {stand_ins} first "
+                     f"trained from random init on {data} ({fit}); that best.pt is the "
                      "`checkpoint:PATH` init of every \"pretrained\" cell and the weights of "
                      "mean-var / transfusion")
     if not notes:
@@ -187,14 +217,18 @@ def write_reports(study: Study, out: Path, evidence: Evidence, verdicts: list[Ve
     from transfusion_cli.reproduce.report import markdown_report, markdown_to_html
     from transfusion_cli.reproduce.representations import save_figures
 
-    figures = save_figures(evidence.representations, out / FIGURES_DIR) \
+    study_folder = StudyFolder(out)
+    figures = save_figures(evidence.representations, study_folder.figures) \
         if evidence.representations else {}
     text = markdown_report(study, evidence, verdicts, figures,
                            pretrained_note(study, parts, sources), wall_s)
-    write_text(out / "report.md", text)
-    write_text(out / "report.html", markdown_to_html(text, out, f"tfx reproduce: {study.name}"))
-    write_json(out / "verdicts.json", {
-        "verdicts": [v.__dict__ for v in verdicts],
+    write_text(study_folder.report, text)
+    write_text(study_folder.report_html,
+               markdown_to_html(text, out, f"tfx reproduce: {study.name}",
+                                figures=figures.values()))
+    write_json(study_folder.verdicts, {
+        "verdicts": [v.to_dict() for v in verdicts],
+        "claim_settings": study.claims.to_dict(),
         "parts": {k: v.to_dict() for k, v in evidence.parts.items()},
         "representations": {k: v for k, v in (evidence.representations or {}).items()
                             if k != "filters"},

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from transfusion_cli.reproduce import paper_numbers as paper
-from transfusion_cli.reproduce.claims import Evidence, Verdict
-from transfusion_cli.reproduce.evidence import ArmResult, PartEvidence
+from transfusion_cli.reproduce.evidence import ArmResult, Evidence, PartEvidence
+from transfusion_cli.reproduce.verdict_report import verdict_section
+from transfusion_cli.reproduce.verdicts import Verdict
 
 TITLES = {
     "table1": "Table 1: random init vs transfer, large task (Retina)",
@@ -60,9 +62,11 @@ def _arch_name(arch: str, stands_for: dict[str, str]) -> str:
 
 def part_section(ev: PartEvidence, stands_for: dict[str, str]) -> list[str]:
     """Markdown lines of one training part."""
+    selection = ev.selection_metric or ev.metric
     lines = [f"## {TITLES[ev.part]}", "",
              f"Sweep folder `sweeps/{ev.sweep}`; metric `{ev.metric}` (AUC %) of best.pt on the "
-             "test split, mean ± std over seeds."]
+             f"test split, mean ± std over seeds; best.pt is each run's evaluation with the "
+             f"highest validation `{selection}`."]
     if ev.part == "convergence":
         split = getattr(ev, "target_split", "validation")
         lines[-1] += (f" Steps: first evaluated step with {split} `{ev.metric}` ≥ "
@@ -95,38 +99,75 @@ def part_section(ev: PartEvidence, stands_for: dict[str, str]) -> list[str]:
     return lines + [""]
 
 
+def _summary_text(mean: float | None, std: float | None, n: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "") + f" (n={n})"
+
+
 def representation_section(reps: dict[str, Any] | None, figures: dict[str, Path],
                            stands_for: dict[str, str]) -> list[str]:
-    """Markdown lines of the representations part."""
+    """Markdown lines of the representations part (numbers from ``compare.figures``)."""
     lines = [f"## {TITLES['representations']}", ""]
     if not reps or not reps.get("to_init"):
         return lines + ["Not run: needs finished random and pretrained cells.", ""]
-    metric = reps["metric"]
-    lines.append(f"Metric `{metric}` on the validation split (classifier left out).")
+    measure = reps["measure"]
+    lines.append(f"Measure `{measure}` ({reps['measure_description']}) on the validation "
+                 f"split, classifier left out; ± is the {reps['spread']}. Blocks marked * "
+                 f"had fewer than {reps['min_points_per_neuron']} data points per neuron, so "
+                 "their CCA-family values are inflated.")
     rows = []
     for arch, arms in reps["to_init"].items():
-        for label, values in arms.items():
-            rows.append([_arch_name(arch, stands_for), label,
-                         ", ".join(f"{b} {v:.2f}" for b, v in values)])
-    lines += ["", _table(["arch", "init", "similarity to init per block"], rows)]
+        for label, arm in arms.items():
+            rows.append([_arch_name(arch, stands_for), label, ", ".join(
+                f"{b['block']}{'*' if b['low_data'] else ''} "
+                + _summary_text(b["mean"], b["std"], b["n"]) for b in arm["blocks"])])
+    lines += ["", _table(["arch", "init", f"{measure} similarity to init per block"], rows)]
     if reps.get("fig2"):
         rows = []
-        for arch, v in reps["fig2"].items():
+        for arch, entry in reps["fig2"].items():
             ref = paper.FIGURE2.get(stands_for.get(arch, arch))
-            rows.append([_arch_name(arch, stands_for), f"{v['pretrained_vs_random']:.2f}",
-                         f"{v['random_vs_random']:.2f}",
+            cells = [_summary_text(e["mean"], e["std"], e["n"]) + ("*" if e["low_data"] else "")
+                     if (e := entry.get(kind)) else "-"
+                     for kind in ("transfer vs random", "random vs random")]
+            rows.append([_arch_name(arch, stands_for), *cells,
                          f"{ref[0]:.2f} vs {ref[1]:.2f}" if ref else "-"])
-        lines += ["", "Figure 2 (top two blocks, trained networks):", "",
-                  _table(["arch", "pretrained vs random", "random vs random", "paper"], rows)]
+        lines += ["", f"Figure 2 ({measure}, top two blocks averaged, trained networks; "
+                  "mean ± std over pairs, n pairs):", "",
+                  _table(["arch", "pretrained vs random", "random vs random", "paper (CCA)"],
+                         rows)]
+    left_out = [f"{s['cell']} ({s['reason']})" for s in reps.get("skipped", [])]
+    left_out += [f"{f['group']} ({f['reason']})" for f in reps.get("failed", [])]
+    if left_out:
+        lines += ["", "Left out: " + "; ".join(left_out) + "."]
     for name, path in figures.items():
         lines += ["", f"![{name}]({path.parent.name}/{path.name})"]
     return lines + [""]
 
 
-def verdict_table(verdicts: list[Verdict]) -> str:
-    """The claims table."""
-    return _table(["claim", "statement", "verdict", "evidence"],
-                  [[v.claim, v.statement, v.verdict, v.evidence] for v in verdicts])
+def random_init_note(study: Any) -> str:
+    """How the study's architectures draw random weights (the random arm, and every layer an
+    init does not copy), from ``model_zoo.yaml``'s ``init_scheme``."""
+    from transfusion_cli.models.zoo import load_zoo
+
+    zoo = load_zoo()
+    archs = list(dict.fromkeys(a for part in study.parts.values()
+                               for a in [*part.archs, *part.arch_inits,
+                                         *(h["arch"] for h in part.hybrids)]))
+    slim = [a for a in archs if (zoo.get(a) or {}).get("init_scheme") == "tf-slim"]
+    own = [a for a in archs if a not in slim]
+    said = []
+    if slim:
+        said.append(f"{', '.join(slim)} as the paper's TF-Slim models did (truncated normal, "
+                    "variance scaling 2.0 over the fan-in; timm's own scheme would be He "
+                    "normal over the fan-out)")
+    if own:
+        said.append(f"{', '.join(own)} with the architecture's own scheme (He normal over the "
+                    "fan-out for the CBR models; the paper does not say how its CBR models "
+                    "were initialised)")
+    return ("Random initialisation (the random arm, and every layer an init does not copy): "
+            + "; ".join(said) + ". Each run's env.json records it (`choices."
+            "architecture_init`).")
 
 
 def markdown_report(study: Any, evidence: Evidence, verdicts: list[Verdict],
@@ -134,18 +175,23 @@ def markdown_report(study: Any, evidence: Evidence, verdicts: list[Verdict],
     """report.md."""
     stands_for = study.stands_for
     lines = [f"# tfx reproduce: {study.name}", ""]
+    if getattr(study, "pipeline_check", False):
+        lines += ["**Pipeline check, not the paper.** This profile shows that training, the "
+                  "evidence file, the claim tests and this report run end to end and reach "
+                  "decisions; its verdicts say nothing about the paper's claims.", ""]
     if study.description.strip():
         lines += [study.description.strip(), ""]
-    lines += [f"Pretrained arm: {pretrained_note}",
-             f"A gain or loss counts only when its 95 % CI excludes 0 and it exceeds "
-             f"{evidence.margin} AUC (tfx's margin; the paper's \"comparable\" scale is half a "
-             "point).", ""]
+    lines += [f"Pretrained arm: {pretrained_note}", random_init_note(study),
+              "Verdicts are claim tests on `evidence.json` (this folder; judge it again with "
+              "`tfx reproduce --judge`): consistent, inconsistent, or inconclusive with the "
+              "reason; the method and the smallest effect this design resolves follow the "
+              "table.", ""]
     if stands_for:
         lines += ["Architectures standing in for the paper's (smaller, for speed): "
                   + ", ".join(f"{k} for {v}" for k, v in stands_for.items()) + ".", ""]
     if wall_s is not None:
         lines += [f"Wall time of this invocation: {wall_s:.0f} s.", ""]
-    lines += ["## Verdicts", "", verdict_table(verdicts), ""]
+    lines += verdict_section(verdicts, study.claims)
     for name in ("table1", "table2", "table3", "convergence"):
         if name in evidence.parts:
             lines += part_section(evidence.parts[name], stands_for)
@@ -162,9 +208,21 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
-def markdown_to_html(markdown: str, folder: Path, title: str) -> str:
-    """The report's markdown subset (headings, tables, images, paragraphs) as one HTML page;
-    images are read from ``folder`` and embedded."""
+def embeddable(folder: Path, link: str, figures: Iterable[Path]) -> Path | None:
+    """The file an image link names when it is one of ``figures`` (the PNGs tfx wrote) inside
+    ``folder`` (symlinks resolved); None for any other link (``/etc/passwd``, ``../x``)."""
+    root = folder.resolve()
+    path = (folder / link).resolve()
+    allowed = {Path(f).resolve() for f in figures}
+    return path if path in allowed and path.is_relative_to(root) and path.is_file() else None
+
+
+def markdown_to_html(markdown: str, folder: Path, title: str, *,
+                     figures: Iterable[Path]) -> str:
+    """The report's markdown subset (headings, tables, images, paragraphs) as one HTML page,
+    every string escaped; only ``figures`` (the PNGs tfx wrote in ``folder``) are embedded, any
+    other image link stays text."""
+    figures = list(figures)
     body: list[str] = []
     table: list[list[str]] = []
 
@@ -184,13 +242,12 @@ def markdown_to_html(markdown: str, folder: Path, title: str) -> str:
             continue
         flush()
         image = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
-        if image:
-            path = folder / image.group(2)
-            if path.is_file():
-                data = base64.b64encode(path.read_bytes()).decode()
-                body.append(f'<figure><img alt="{html.escape(image.group(1))}" '
-                            f'src="data:image/png;base64,{data}"><figcaption>'
-                            f"{html.escape(image.group(1))}</figcaption></figure>")
+        path = embeddable(folder, image.group(2), figures) if image else None
+        if path is not None:
+            data = base64.b64encode(path.read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(image.group(1))}" '
+                        f'src="data:image/png;base64,{data}"><figcaption>'
+                        f"{html.escape(image.group(1))}</figcaption></figure>")
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")

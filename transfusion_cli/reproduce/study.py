@@ -7,6 +7,8 @@ sweep folder (``DIR/sweeps/<dataset>``), so a cell two parts need is planned and
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,19 +16,18 @@ from typing import Any
 
 import yaml
 
-from transfusion_cli.errors import ConfigError
+from transfusion_cli.errors import ConfigError, UnknownNameError
+from transfusion_cli.limits import MAX_PROFILE_BYTES
+from transfusion_cli.reproduce.parts import PARTS
+from transfusion_cli.reproduce.verdicts import PIPELINE_CHECK, ClaimSettings
 
-PARTS = ("table1", "table2", "table3", "convergence", "representations")
-PROFILES = ("smoke", "paper")
+PROFILES = ("smoke", "paper", "medmnist")
+ALIASES = {"pipeline-check": "smoke"}  # other names of built-in profiles
+# ``purpose``: a reproduction asks the paper's question; a pipeline check only shows that the
+# code (training, evidence, claim tests, report) runs and reaches decisions.
+PURPOSES = ("reproduction", PIPELINE_CHECK)
 # The study's name for the pretrained arm: ImageNet weights, or the profile's stand-in.
 PRETRAINED = "pretrained"
-TOP_KEYS = {"name", "description", "datasets", "fit", "pretrained", "roles", "parts",
-            "slurm", "source_scores", "margin", "stands_for"}
-PART_KEYS = {"dataset", "archs", "inits", "arch_inits", "seeds", "train_size", "target",
-             "metric", "samples", "hybrids", "fit"}
-DATASET_KEYS = {"data", "options", "data_dir", "data_seed", "fit"}
-PRETRAINED_KEYS = {"weights", "stand_in", "recipe"}
-STAND_IN_KEYS = {"data", "fit", "options"}
 
 
 @dataclass
@@ -78,9 +79,15 @@ class Study:
     roles: dict[str, list[str]]
     slurm: dict[str, Any]
     source_scores: dict[str, float]
-    margin: float = 0.005
+    claims: ClaimSettings = field(default_factory=ClaimSettings)  # the claim tests' settings
     source: str = ""
     stands_for: dict[str, str] = field(default_factory=dict)  # smoke arch -> paper arch
+    purpose: str = PURPOSES[0]  # or PIPELINE_CHECK (every verdict says so)
+
+    @property
+    def pipeline_check(self) -> bool:
+        """True when the study checks the pipeline, not the paper."""
+        return self.purpose == PIPELINE_CHECK
 
     def part_names(self) -> list[str]:
         """The parts present, in the paper's order."""
@@ -88,90 +95,172 @@ class Study:
 
 
 def profile_path(name: str) -> Path:
-    """The file of a built-in profile."""
+    """The file of a built-in profile (or of its alias)."""
+    name = ALIASES.get(name, name)
     return Path(str(resources.files("transfusion_cli.reproduce") / "profiles" / f"{name}.yaml"))
 
 
-def _check_keys(data: dict[str, Any], allowed: set[str], where: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {data!r}.")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; valid keys: "
-                          f"{', '.join(sorted(allowed))}.")
+def resolve_profile(text: str, flag: str = "--profile") -> Path:
+    """The file of profile ``text``: a built-in by name (smoke, paper), or the user's YAML
+    file when ``text`` is a path (it has a folder separator or ends in .yaml / .yml). A name is
+    never joined to a folder, so ``../../x`` can only be a path the user typed."""
+    if text in PROFILES or text in ALIASES:
+        return profile_path(text)
+    looks_like_path = "/" in text or os.sep in text or text.endswith((".yaml", ".yml"))
+    path = Path(text).expanduser()
+    if not looks_like_path:
+        raise ConfigError(f"{flag} {text}: no built-in profile of that name; use "
+                          f"{' or '.join(PROFILES)}, or the path of a YAML plan (with a '/' or "
+                          "ending in .yaml; copy one with `tfx reproduce --show-profile "
+                          "paper`).")
+    if not path.is_file():
+        raise ConfigError(f"{flag} {text}: no such profile file; use {' or '.join(PROFILES)} or "
+                          "the path of a YAML plan (copy one with `tfx reproduce --show-profile "
+                          "paper`).")
+    return path
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a profile needs none, and aliases nested a few levels
+    deep expand to billions of values (the "billion laughs" file)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201  (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}: line {mark.line + 1}: YAML aliases (*name) are not "
+                              "allowed in a profile; write the values out.")
+        return super().compose_node(parent, index)
 
 
 def load_study(profile: str | Path) -> Study:
     """A built-in profile by name (``smoke``, ``paper``) or a YAML file."""
-    text = str(profile)
-    path = profile_path(text) if text in PROFILES else Path(text).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"--profile {text}: no such profile; use smoke, paper or the path of "
-                          "a YAML plan (copy one with `tfx reproduce --show-profile paper`).")
+    path = resolve_profile(str(profile))
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_PROFILE_BYTES:
+            raise ConfigError(f"{path} is {path.stat().st_size} bytes; a profile is a short YAML "
+                              f"plan (at most {MAX_PROFILE_BYTES // 1024} KiB).")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read the profile {path} ({exc}).") from None
+    try:
+        loader = _NoAliasLoader(text)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML ({exc}).") from None
+        raise ConfigError(f"{path} is not valid YAML ({' '.join(str(exc).split())}).") from None
     return parse_study(data, str(path))
 
 
 def parse_study(data: Any, source: str) -> Study:
-    """Check and resolve a plan's mapping."""
-    _check_keys(data, TOP_KEYS, source)
-    datasets = {}
-    for key, spec in (data.get("datasets") or {}).items():
-        _check_keys(spec, DATASET_KEYS, f"{source}: datasets.{key}")
-        if "data" not in spec:
-            raise ConfigError(f"{source}: datasets.{key} needs 'data' (a dataset name, "
-                              "`tfx list datasets`).")
-        datasets[key] = DatasetSpec(key=key, data=spec["data"],
-                                    options=dict(spec.get("options") or {}),
-                                    data_dir=spec.get("data_dir"), data_seed=spec.get("data_seed"),
-                                    fit=dict(spec.get("fit") or {}))
+    """Check the whole plan (``profile_schema``: types, ranges, sizes, names; then the names
+    against the registry and the keys against each other) and resolve it. Nothing is
+    trained or written before this passes."""
+    from transfusion_cli.reproduce.profile_schema import validate_profile
+
+    profile = validate_profile(data, source)
+    datasets = {key: DatasetSpec(key=key, data=spec.data, options=dict(spec.options or {}),
+                                 data_dir=spec.data_dir, data_seed=spec.data_seed,
+                                 fit=dict(spec.fit or {}))
+                for key, spec in (profile.datasets or {}).items()}
     parts = {}
-    for name, spec in (data.get("parts") or {}).items():
-        if name not in PARTS:
-            raise ConfigError(f"{source}: unknown part '{name}'; parts are {', '.join(PARTS)}.")
-        _check_keys(spec, PART_KEYS, f"{source}: parts.{name}")
-        dataset = spec.get("dataset")
-        if dataset not in datasets:
-            raise ConfigError(f"{source}: parts.{name}.dataset {dataset!r} is not one of the "
+    for name, spec in (profile.parts or {}).items():
+        if spec.dataset not in datasets:
+            raise ConfigError(f"{source}: parts.{name}.dataset {spec.dataset!r} is not one of the "
                               f"study's datasets ({', '.join(datasets) or 'none'}).")
-        if not spec.get("archs"):
-            raise ConfigError(f"{source}: parts.{name} needs 'archs'.")
         parts[name] = PartSpec(
-            name=name, dataset=dataset, archs=list(spec["archs"]),
-            inits=list(spec.get("inits") or ["random", PRETRAINED]),
-            seeds=int(spec.get("seeds", 1)), train_size=spec.get("train_size"),
-            target=spec.get("target"), metric=spec.get("metric"),
-            samples=int(spec.get("samples", 256)), hybrids=list(spec.get("hybrids") or []),
-            fit=dict(spec.get("fit") or {}),
-            arch_inits={k: list(v) for k, v in (spec.get("arch_inits") or {}).items()})
-    pretrained = data.get("pretrained") or {}
-    _check_keys(pretrained, PRETRAINED_KEYS, f"{source}: pretrained")
-    stand_in = pretrained.get("stand_in")
-    if stand_in is not None:
-        _check_keys(stand_in, STAND_IN_KEYS, f"{source}: pretrained.stand_in")
-        missing = sorted(set(d.key for d in datasets.values()) - set(stand_in.get("data") or {}))
+            name=name, dataset=spec.dataset, archs=list(spec.archs),
+            inits=list(spec.inits or ["random", PRETRAINED]), seeds=spec.seeds,
+            train_size=spec.train_size, target=spec.target, metric=spec.metric,
+            samples=spec.samples,
+            hybrids=[h.model_dump(exclude_none=True) for h in spec.hybrids or []],
+            fit=dict(spec.fit or {}),
+            arch_inits={k: list(v) for k, v in (spec.arch_inits or {}).items()})
+    pretrained = profile.pretrained
+    stand_in = None
+    if pretrained is not None and pretrained.stand_in is not None:
+        stand_in = pretrained.stand_in.model_dump(exclude_none=True)
+        missing = sorted(set(datasets) - set(stand_in["data"]))
         if missing:
             raise ConfigError(f"{source}: pretrained.stand_in.data has no source dataset for "
                               f"'{missing[0]}'.")
-    roles = {k: list(v) for k, v in (data.get("roles") or {}).items()}
+    roles = {k: list(v) for k, v in (profile.roles or {}).items()}
     for role in ("standard", "small"):
         roles.setdefault(role, [])
-    return Study(name=str(data.get("name") or Path(source).stem),
-                 description=str(data.get("description") or ""), datasets=datasets,
-                 fit=dict(data.get("fit") or {}), parts=parts,
-                 weights={k: str(v) for k, v in (pretrained.get("weights") or {}).items() if v},
-                 stand_in=stand_in, recipe=str(pretrained.get("recipe") or ""), roles=roles,
-                 slurm=dict(data.get("slurm") or {}),
-                 source_scores={k: float(v) for k, v in (data.get("source_scores") or {}).items()},
-                 margin=float(data.get("margin", 0.005)), source=source,
-                 stands_for={k: str(v) for k, v in (data.get("stands_for") or {}).items()})
+    study = Study(name=profile.name or _default_name(source),
+                  description=profile.description or "", datasets=datasets,
+                  fit=dict(profile.fit or {}), parts=parts,
+                  weights={k: v for k, v in ((pretrained and pretrained.weights) or {}).items()
+                           if v},
+                  stand_in=stand_in, recipe=(pretrained and pretrained.recipe) or "",
+                  roles=roles, slurm=dict(profile.slurm or {}),
+                  source_scores=dict(profile.source_scores or {}),
+                  claims=ClaimSettings.from_mapping(profile.claims, f"{source}: claims"),
+                  source=source, stands_for=dict(profile.stands_for or {}),
+                  purpose=profile.purpose or PURPOSES[0])
+    check_registered_names(study)
+    return study
+
+
+def _default_name(source: str) -> str:
+    """The study's name when the profile has none: its file's stem as a plain name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem).replace("..", "-")
+    return name.strip("-._") or "study"
+
+
+def check_registered_names(study: Study) -> None:
+    """Every dataset, architecture, init and metric the profile names is registered (and each
+    init's argument fits its architecture), before any part trains: a typo in the last part
+    must not surface after the first parts have run."""
+    from transfusion_cli.plugins import get
+
+    def check(kind: str, name: str, where: str) -> Any:
+        try:
+            return get(kind, name)
+        except UnknownNameError as exc:
+            raise ConfigError(f"{study.source}: {where}: {exc}") from None
+
+    for key, dataset in study.datasets.items():
+        check("datasets", dataset.data, f"datasets.{key}.data")
+    for key, data in (study.stand_in or {}).get("data", {}).items():
+        if data not in study.datasets:  # a study dataset's key, or a dataset name
+            check("datasets", data, f"pretrained.stand_in.data.{key}")
+    for role, archs in study.roles.items():
+        for arch in archs:
+            check("architectures", arch, f"roles.{role}")
+    for name, part in study.parts.items():
+        where = f"parts.{name}"
+        for arch in [*part.archs, *part.arch_inits]:
+            spec = check("architectures", arch, f"{where}.archs")
+            for init in part.inits_of(arch):
+                if init != PRETRAINED:
+                    _check_init(check, init, spec, f"{where}.inits ({arch})", study.source)
+        for k, hybrid in enumerate(part.hybrids):
+            spec = check("architectures", hybrid["arch"], f"{where}.hybrids[{k}].arch")
+            if "weights_from" in hybrid:
+                check("architectures", hybrid["weights_from"], f"{where}.hybrids[{k}]."
+                      "weights_from")
+            if hybrid.get("init", PRETRAINED) != PRETRAINED:
+                _check_init(check, hybrid["init"], spec, f"{where}.hybrids[{k}].init",
+                            study.source)
+        if name == "representations" and part.metric:
+            check("metrics", part.metric, f"{where}.metric")
+
+
+def _check_init(check, init: str, arch_spec: Any, where: str, source: str) -> None:
+    spec = check("inits", init, where)
+    _, sep, argument = init.partition(":")
+    try:
+        spec.check(argument if sep else None, arch_spec)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}: {exc}") from None
 
 
 def parse_data_dirs(text: str | None, study: Study) -> dict[str, str]:
-    """``retina=D1,chexpert=D2`` -> {dataset key: folder}."""
+    """``retina=D1,chexpert=D2`` -> {dataset key: folder, or a file for datasets that are one
+    file (a MedMNIST .npz)}."""
     if not text:
         return {}
     chosen = {}
@@ -183,17 +272,20 @@ def parse_data_dirs(text: str | None, study: Study) -> dict[str, str]:
             raise ConfigError(f"--data-dir {key}=...: '{key}' is not one of the study's "
                               f"datasets ({', '.join(study.datasets)}).")
         path = Path(folder).expanduser()
-        if not path.is_dir():
-            raise ConfigError(f"--data-dir {key}={folder}: no such folder.")
+        if not path.exists():
+            raise ConfigError(f"--data-dir {key}={folder}: no such folder or file.")
         chosen[key] = str(path.resolve())
     return chosen
 
 
 def parse_only(text: str | None, study: Study) -> list[str]:
     """``table1,convergence`` -> those parts (all the study's parts when None)."""
-    if not text:
+    if text is None:
         return study.part_names()
     names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:  # `--only ""` or `--only ,` would run nothing and report every claim unrun
+        raise ConfigError(f"--only {text!r} names no part; give one or more of "
+                          f"{', '.join(study.part_names())}, comma-separated.")
     for name in names:
         if name not in PARTS:
             raise ConfigError(f"--only {name}: unknown part; parts are {', '.join(PARTS)}.")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,59 +23,8 @@ from transfusion_cli.similarity.activations import (
     plan_points,
     to_points,
 )
-from transfusion_cli.similarity.report import checkpoint_label
 from transfusion_cli.similarity.result import MetricResult, SimilarityError
 from transfusion_cli.similarity.streaming import PairStats
-
-
-@dataclass
-class LoadedModel:
-    """A checkpoint rebuilt for analysis: eval mode, on its device."""
-
-    path: Path
-    checkpoint: dict[str, Any]
-    model: nn.Module
-    arch: str
-    info: Any  # DatasetInfo
-
-    @property
-    def in_chans(self) -> int:
-        """Input channels the model expects."""
-        return int(self.checkpoint["arch"]["in_chans"])
-
-    def label(self) -> str:
-        """Short name: RUN/best.pt for files inside a run's checkpoints/ folder."""
-        return checkpoint_label(self.path)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch understands it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise TfxError(f"--device {device!r} is not a device; use auto, cpu or cuda.") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise TfxError("--device cuda was asked for but CUDA is not available; use --device "
-                       "cpu or auto.")
-    return resolved
-
-
-def load_model(path: str | os.PathLike, device: torch.device) -> LoadedModel:
-    """Load a tfx checkpoint and rebuild its model in eval mode on ``device``."""
-    from transfusion_cli.models.checkpoint import (
-        build_model,
-        checkpoint_dataset_info,
-        load_checkpoint,
-    )
-
-    checkpoint = load_checkpoint(path)
-    model = build_model(checkpoint).eval().to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return LoadedModel(Path(path), checkpoint, model, checkpoint["arch"]["name"],
-                       checkpoint_dataset_info(checkpoint))
 
 
 @dataclass
@@ -114,8 +61,9 @@ class PairResult:
         return row
 
 
-class _PairState:
-    """Accumulators of one layer pair."""
+class LayerPairState:
+    """Accumulators of one layer pair: ``update`` with block outputs, or ``add_points`` with
+    data points already sampled (``similarity.activation_cache`` replays cached points)."""
 
     def __init__(self, layers: tuple[str, str], plan: PointPlan, metrics: Sequence[Any],
                  seed: int, baseline: bool):
@@ -137,16 +85,19 @@ class _PairState:
         map_a, map_b = as_map(out_a, self.layers[0]), as_map(out_b, self.layers[1])
         if self.stats is not None or self.plain:
             index = self.sampler.indices(map_a.shape[0], map_a.device)
-            xa = to_points(map_a, self.plan.grid, index)
-            xb = to_points(map_b, self.plan.grid, index)
-            if self.stats is not None:
-                self.stats.update(xa, xb)
-            if self.plain:
-                self.points_a.append(xa.float().cpu())
-                self.points_b.append(xb.float().cpu())
+            self.add_points(to_points(map_a, self.plan.grid, index),
+                            to_points(map_b, self.plan.grid, index))
         for accumulator in self.batched.values():
             accumulator.update(out_a.reshape(out_a.shape[0], -1),
                                out_b.reshape(out_b.shape[0], -1))
+
+    def add_points(self, xa: torch.Tensor, xb: torch.Tensor) -> None:
+        """One batch of paired data points (rows) for the moment and point-based metrics."""
+        if self.stats is not None:
+            self.stats.update(xa, xb)
+        if self.plain:
+            self.points_a.append(xa.float().cpu())
+            self.points_b.append(xb.float().cpu())
 
     def finish(self, baseline: bool) -> PairResult:
         metrics: dict[str, MetricResult] = {}
@@ -186,10 +137,11 @@ class _PairState:
         return PairResult(self.layers[0], self.layers[1], self.plan, metrics, null, notes)
 
 
-def _check_points(plan: PointPlan, layers: tuple[str, str], metrics: Sequence[Any],
-                  available: int | None = None) -> None:
+def check_points(plan: PointPlan, layers: tuple[str, str], metrics: Sequence[Any],
+                 available: int | None = None, spatial_flag: bool = True) -> None:
     """Fail before the pass when a metric that needs more points than neurons could not be
-    computed (``available``: images in the whole probe split)."""
+    computed (``available``: images in the whole probe split; ``spatial_flag``: whether the
+    command has ``--spatial`` to advise)."""
     needing = [s.name for s in metrics if s.needs_more_points_than_neurons]
     neurons = max(plan.neurons_a, plan.neurons_b)
     if needing and plan.points <= neurons:
@@ -199,21 +151,23 @@ def _check_points(plan: PointPlan, layers: tuple[str, str], metrics: Sequence[An
                 f"Layer {layers[0]}: the probe split has only {available} images, too few for "
                 f"{', '.join(needing)} here ({neurons} neurons need {enough} images at "
                 f"{plan.per_input} positions each); probe a larger split (e.g. --split train), "
-                "keep more positions with --spatial, or use --metric cka.")
+                + ("keep more positions with --spatial, " if spatial_flag else "")
+                + "or use --measure cka.")
         raise SimilarityError(
             f"Layer {layers[0]}: {plan.points} data points ({plan.inputs} inputs x "
             f"{plan.per_input} positions) for {neurons} neurons; {', '.join(needing)} need more "
-            f"points than neurons: use --samples {enough} or more, or --metric cka.")
+            f"points than neurons: use --samples {enough} or more, or --measure cka.")
 
 
-def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[torch.Tensor], *,
-                   prepare_a: Callable[[torch.Tensor], torch.Tensor],
-                   prepare_b: Callable[[torch.Tensor], torch.Tensor],
-                   pairs: Sequence[tuple[str, str]], metrics: Sequence[Any], inputs: int,
-                   spatial: int | None = None, max_points: int = 50_000, seed: int = 0,
-                   baseline: bool = False,
-                   progress: Callable[[int], None] | None = None,
-                   available: int | None = None) -> list[PairResult]:
+def compare_representations(model_a: nn.Module, model_b: nn.Module,
+                            batches: Iterable[torch.Tensor], *,
+                            prepare_a: Callable[[torch.Tensor], torch.Tensor],
+                            prepare_b: Callable[[torch.Tensor], torch.Tensor],
+                            pairs: Sequence[tuple[str, str]], metrics: Sequence[Any], inputs: int,
+                            spatial: int | None = None, max_points: int = 50_000, seed: int = 0,
+                            baseline: bool = False,
+                            progress: Callable[[int], None] | None = None,
+                            available: int | None = None) -> list[PairResult]:
     """Similarity of each (layer of A, layer of B) pair over ``batches`` of uint8 images.
 
     Both models see every batch (``prepare_*`` normalise it for each), in eval mode, under
@@ -224,7 +178,7 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[tor
         raise TfxError("No layers to compare.")
     layers_a = list(dict.fromkeys(a for a, _ in pairs))
     layers_b = list(dict.fromkeys(b for _, b in pairs))
-    states: list[_PairState] | None = None
+    states: list[LayerPairState] | None = None
     model_a.eval()
     model_b.eval()
     seen = 0
@@ -241,8 +195,8 @@ def compare_models(model_a: nn.Module, model_b: nn.Module, batches: Iterable[tor
                 for index, (la, lb) in enumerate(pairs):
                     plan = plan_points(as_map(outputs_a[la], la), as_map(outputs_b[lb], lb),
                                        inputs, spatial, max_points)
-                    _check_points(plan, (la, lb), metrics, available)
-                    states.append(_PairState((la, lb), plan, metrics, seed + index, baseline))
+                    check_points(plan, (la, lb), metrics, available)
+                    states.append(LayerPairState((la, lb), plan, metrics, seed + index, baseline))
             for state in states:
                 state.update(outputs_a[state.layers[0]], outputs_b[state.layers[1]])
             seen += images.shape[0]

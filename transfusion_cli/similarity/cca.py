@@ -7,6 +7,10 @@ singular values of the whitened cross-scatter, averaged over min(rank_x, rank_y)
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +68,35 @@ def constant_reason(m: Moments, metric: str) -> str | None:
             f"variance), so {metric} is undefined")
 
 
+# Inside ``reused_bases()``: principal_basis results by the scatter matrix's bytes.
+_BASES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tfx_bases", default=None)
+
+
+@contextlib.contextmanager
+def reused_bases() -> Iterator[None]:
+    """Within the block, ``principal_basis`` computes each distinct scatter matrix once (a
+    model compared with several others has the same self-scatter in every pair: one
+    eigendecomposition, the same values to the bit). Memory: the bases, until the block ends."""
+    token = _BASES.set({})
+    try:
+        yield
+    finally:
+        _BASES.reset(token)
+
+
 def principal_basis(scatter: np.ndarray, rank_tol: float = DEFAULT_RANK_TOL) -> Basis:
     """Eigen-directions of a scatter matrix with eigenvalue > rank_tol · the largest."""
+    memo = _BASES.get()
+    if memo is not None:
+        key = (scatter.shape, rank_tol,
+               hashlib.blake2b(np.ascontiguousarray(scatter).tobytes()).digest())
+        if key not in memo:
+            memo[key] = _principal_basis(scatter, rank_tol)
+        return memo[key]
+    return _principal_basis(scatter, rank_tol)
+
+
+def _principal_basis(scatter: np.ndarray, rank_tol: float) -> Basis:
     values, vectors = np.linalg.eigh(scatter)
     values, vectors = values[::-1], vectors[:, ::-1]
     spectrum = np.clip(values, 0.0, None)

@@ -17,6 +17,12 @@ from typing import Any
 
 from transfusion_cli.console import info, warn
 from transfusion_cli.errors import CheckpointError, ConfigError, TfxError
+from transfusion_cli.runfolder import (
+    RunFolder,
+    checkpoint_beside,
+    checkpoint_in,
+    trained_checkpoint_in,
+)
 
 DEFAULT_METRICS = ("svcca", "pwcca", "cka")
 
@@ -25,7 +31,7 @@ DEFAULT_METRICS = ("svcca", "pwcca", "cka")
 class Comparison:
     """One model pair and its per-layer-pair results."""
 
-    a: Any  # LoadedModel
+    a: Any  # models.trained.TrainedModel
     b: Any
     pairs: list[tuple[str, str]]
     results: list[Any] = field(default_factory=list)  # PairResult, one per pair
@@ -61,13 +67,13 @@ class SimilarityRun:
 
 def metric_specs(names: str | Sequence[str]) -> list:
     """Registered MetricSpecs for ``"svcca,pwcca,cka"`` (or a list of names), each once."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     if isinstance(names, str):
         names = names.split(",")
     wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
     if not wanted:
-        raise ConfigError("--metric is empty; name one or more metrics, e.g. svcca,pwcca,cka "
+        raise ConfigError("--measure is empty; name one or more measures, e.g. svcca,pwcca,cka "
                           "(`tfx list metrics`).")
     return [get("metrics", name) for name in wanted]
 
@@ -128,23 +134,25 @@ def run_checkpoints(path: str | os.PathLike) -> tuple[Path, Path]:
     text = str(path)
     path = Path(path)
     if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        final = next((folder / n for n in ("best.pt", "last.pt") if (folder / n).is_file()),
-                     None)
-        if final is None or not (folder / "init.pt").is_file():
+        run = RunFolder(path)
+        folder = run.checkpoints if run.checkpoints.is_dir() else path
+        init, final = checkpoint_in(folder, "init"), trained_checkpoint_in(folder)
+        if final is None or not init.is_file():
             raise CheckpointError(f"--against {text}: no checkpoints/init.pt and best.pt (or "
                                   "last.pt) there; pass a run folder written by `tfx fit`.")
-        return folder / "init.pt", final
+        return init, final
     if not path.is_file():
         raise CheckpointError(f"--against {text} does not exist; pass a run folder or a "
                               "checkpoint that has an init.pt beside it.")
-    if path.name == "init.pt" or not (path.parent / "init.pt").is_file():
+    init = checkpoint_beside(path, "init")
+    if path.name == init.name or not init.is_file():
         raise CheckpointError(f"--against {text}: no init.pt beside it to compare with; pass a "
                               "run folder or a trained checkpoint inside RUN/checkpoints/.")
-    return path.parent / "init.pt", path
+    return init, path
 
 
-def _preparer(loaded, device):
+def input_preparer(loaded, device):
+    """uint8 probe batch -> the model's normalised input (channels_last on CUDA)."""
     import torch
 
     from transfusion_cli.data.bundles import normalize
@@ -160,16 +168,16 @@ def run_comparison(comparison: Comparison, specs: Sequence[Any], probe, device, 
                    workers: int, baseline: bool) -> Comparison:
     """Fill ``comparison.results`` with one streamed pass of the probe set through both models;
     the time it took and any NaN values or notes are reported on stderr."""
-    from transfusion_cli.similarity.analysis import compare_models
+    from transfusion_cli.similarity.analysis import compare_representations
     from transfusion_cli.similarity.probe import probe_batches
 
     a, b = comparison.a, comparison.b
     started = time.perf_counter()
-    comparison.results = compare_models(
+    comparison.results = compare_representations(
         a.model, b.model, probe_batches(probe, batch_size, device, workers),
-        prepare_a=_preparer(a, device), prepare_b=_preparer(b, device), pairs=comparison.pairs,
-        metrics=specs, inputs=len(probe), spatial=spatial, max_points=max_points, seed=seed,
-        baseline=baseline, available=len(probe.dataset))
+        prepare_a=input_preparer(a, device), prepare_b=input_preparer(b, device),
+        pairs=comparison.pairs, metrics=specs, inputs=len(probe), spatial=spatial,
+        max_points=max_points, seed=seed, baseline=baseline, available=len(probe.dataset))
     comparison.seconds = time.perf_counter() - started
     info(f"{comparison.title}: {len(comparison.pairs)} layer pair(s) over {len(probe)} inputs "
          f"in {comparison.seconds:.1f} s")
@@ -195,8 +203,9 @@ def compare_checkpoints(checkpoint_a: str | os.PathLike, checkpoint_b: str | os.
                         workers: int = 0, baseline: bool = False) -> SimilarityRun:
     """Similarity of checkpoint A and B layer by layer on a probe set (by default the
     validation split of A's dataset), plus each ``against`` run vs its own init.pt."""
+    from transfusion_cli.models.runtime import resolve_device
+    from transfusion_cli.models.trained import load_trained
     from transfusion_cli.similarity.activations import parse_spatial
-    from transfusion_cli.similarity.analysis import load_model, resolve_device
     from transfusion_cli.similarity.probe import build_probe
 
     specs = metric_specs(metrics)
@@ -212,7 +221,7 @@ def compare_checkpoints(checkpoint_a: str | os.PathLike, checkpoint_b: str | os.
     spatial = parse_spatial(spatial) if isinstance(spatial, str) else spatial
     runs = [run_checkpoints(path) for path in against]
     dev = resolve_device(device)
-    a, b = load_model(checkpoint_a, dev), load_model(checkpoint_b, dev)
+    a, b = load_trained(checkpoint_a, dev), load_trained(checkpoint_b, dev)
     requested = requested_layers(layers)
     pairs = cross_pairs(a, b, requested) if cross else diagonal_pairs(a, b, requested)
     probe = build_probe(a.checkpoint, data=data, data_dir=str(data_dir) if data_dir else None,
@@ -221,7 +230,7 @@ def compare_checkpoints(checkpoint_a: str | os.PathLike, checkpoint_b: str | os.
          f"device {dev}")
     comparisons = [Comparison(a, b, pairs)]
     for init_path, final_path in runs:
-        ra, rb = load_model(init_path, dev), load_model(final_path, dev)
+        ra, rb = load_trained(init_path, dev), load_trained(final_path, dev)
         run_layers = [n for n in requested or [] if n in ra.model.tfx_blocks]
         comparisons.append(Comparison(ra, rb, diagonal_pairs(ra, rb, run_layers or None)))
     for comparison in comparisons:

@@ -38,7 +38,7 @@ class ProbeSet:
 
 def _recorded_options(checkpoint: Mapping[str, Any], name: str) -> tuple[dict, Any, int, Any]:
     """Options, data folder, data seed and image size the checkpoint was trained with."""
-    from transfusion_cli.registry import get
+    from transfusion_cli.plugins import get
 
     config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
     known = get("datasets", name).options

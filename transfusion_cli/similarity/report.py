@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transfusion_cli.similarity.analysis import PairResult
-
-
-def checkpoint_label(path: Path) -> str:
-    """Short name of a checkpoint: RUN/best.pt for files inside a run's checkpoints/ folder."""
-    path = Path(path)
-    if path.parent.name == "checkpoints":
-        return f"{path.parent.parent.name}/{path.name}"
-    return path.name
 
 
 def format_value(value: float) -> str:

@@ -10,7 +10,7 @@ tensor's device, e.g. CUDA, in float64; finalised on the CPU).
 
 ``products="float32"`` computes each batch's products in float32 (several times faster on GPUs
 whose float64 is slow) and still sums batches in float64; its error against float64 is
-measured by ``benchmarks/similarity_device.py`` and tests/test_perf_similarity.py.
+measured by ``benchmarks/similarity_device.py`` and tests/similarity/test_similarity_device.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Training: ``fit(FitConfig) -> FitResult`` writes a run folder; ``evaluate`` scores a model.
+"""Training: ``fit(FitConfig) -> FitResult`` writes a run folder; ``score_loader`` scores a model
+over a data loader.
 
 The names below are imported on first use, so that importing a light submodule (the
 settings that the CLI declares its flags from) does not import torch: `tfx predict` and
@@ -12,7 +13,7 @@ from typing import Any
 
 _EXPORTS = {
     "FitConfig": "config", "load_config_file": "config", "resolve_config": "config",
-    "resume_config": "config", "evaluate": "evaluation", "predict_logits": "evaluation",
+    "resume_config": "config", "score_loader": "evaluation", "predict_logits": "evaluation",
     "task_loss": "evaluation", "FitResult": "loop", "fit": "loop",
 }
 

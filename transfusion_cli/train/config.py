@@ -7,18 +7,18 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from transfusion_cli.errors import ConfigError
+from transfusion_cli.runfolder import RunFolder
 from transfusion_cli.train.settings import (
     BY_NAME,
     RESUMABLE_CHANGES,
     SETTINGS,
-    FitSetting,
     merge_layer,
 )
 
@@ -26,8 +26,54 @@ from transfusion_cli.train.settings import (
 DESTRUCTIVE_SWITCHES = {"overwrite": False, "resume": None}
 
 
-class FitConfigMethods:
-    """What FitConfig does besides holding the settings (its fields come from SETTINGS)."""
+@dataclass
+class FitConfig:
+    """Everything one training run needs; saved as the run folder's config.yaml.
+
+    Each field is a setting declared in ``train.settings.SETTINGS`` (type, default, checks,
+    help, flag); the fields are written out here for readers and type checkers, and
+    ``tests/train/test_fit_settings.py`` checks that they match the settings (names, order, types,
+    defaults). Defaults make the quick start (`tfx fit`) train cbr-tiny on synthetic-retina in
+    about a minute on 2 CPU cores. ``None`` means "decide from the dataset / device" as each
+    setting says.
+    """
+
+    # Data
+    data: str = "synthetic-retina"
+    arch: str = "cbr-tiny"
+    init: str = "random"
+    weights: str | None = None
+    data_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    data_seed: int = 0
+    skip_bad_images: bool = False
+    augment: str | None = None
+    image_size: int | None = None
+    train_size: int | None = None
+    in_chans: int | None = None
+    # Training
+    epochs: int | None = 4
+    steps: int | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    warmup_steps: int = 0
+    seed: int = 0
+    # Run folder and hardware
+    device: str = "auto"
+    amp: bool | None = None
+    workers: int | None = None
+    eval_every: int | None = None
+    eval_test: bool = False
+    selection_metric: str | None = None
+    out: str | None = None
+    resume: str | None = None
+    overwrite: bool = False
+    deterministic: bool = False
+    log: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for config.yaml. ``resume`` and ``overwrite`` are actions of one
@@ -50,27 +96,11 @@ class FitConfigMethods:
         return argument if sep else None
 
 
-def _field(setting: FitSetting) -> tuple[str, Any, Any]:
-    if isinstance(setting.default, dict | list):
-        return setting.name, setting.type, field(default_factory=setting.default.copy)
-    return setting.name, setting.type, field(default=setting.default)
-
-
-FitConfig = dataclasses.make_dataclass(
-    "FitConfig", [_field(s) for s in SETTINGS], bases=(FitConfigMethods,))
-FitConfig.__module__ = __name__
-FitConfig.__doc__ = """Everything one training run needs; saved as the run folder's config.yaml.
-
-Fields, types and defaults are ``train.settings.SETTINGS`` (one declaration per setting).
-Defaults make the quick start (`tfx fit`) train cbr-tiny on synthetic-retina in about a minute
-on 2 CPU cores. ``None`` means "decide from the dataset / device" as each setting says.
-"""
-
 FIELDS = {f.name: f for f in dataclasses.fields(FitConfig)}
 
 
 def _allowed_types(name: str) -> tuple[type, ...]:
-    hint = typing.get_type_hints(FitConfig)[name]
+    hint = BY_NAME[name].type  # the declared type (FitConfig's annotation, a test checks)
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     return tuple(typing.get_origin(a) or a for a in args)
 
@@ -108,7 +138,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file, keys checked and values type-checked."""
     path = Path(path)
     if path.is_dir():
-        path = path / "config.yaml"
+        path = RunFolder(path).config
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist; pass a YAML file such as "
                           "RUN_DIR/config.yaml.")
@@ -139,7 +169,10 @@ def resolve_config(config_file: str | Path | None = None,
     values: dict[str, Any] = {}
     for source, layer in layers:
         values = merge_layer(values, layer, source)
+    from transfusion_cli.data.build import stored_data_dir  # imports torch: not at module level
+
     config = FitConfig(**values)
+    config.data_dir = stored_data_dir(config.data_dir)  # config.yaml works from any folder
     validate(config)
     return config
 
@@ -157,8 +190,13 @@ def validate(config: FitConfig) -> None:
 
 def resume_config(run_dir: Path, overrides: dict[str, Any]) -> FitConfig:
     """The config of the run in ``run_dir``, with only the settings a resume may change."""
-    saved = load_config_file(run_dir / "config.yaml")
+    saved = load_config_file(RunFolder(run_dir).config)
     given = {k: v for k, v in overrides.items() if v is not None and k != "resume"}
+    if given.get("data_dir"):  # the same folder, typed relative to here, is no change
+        from transfusion_cli.data.build import stored_data_dir
+
+        given["data_dir"] = stored_data_dir(given["data_dir"])
+        saved["data_dir"] = stored_data_dir(saved.get("data_dir"))
     changed = sorted(k for k, v in given.items()
                      if k not in RESUMABLE_CHANGES and saved.get(k) != v and k != "overwrite")
     if changed:
@@ -167,7 +205,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> FitConfig:
         raise ConfigError(f"Cannot change {flags} when resuming {run_dir}; only "
                           f"{', '.join(allowed[:-1])} and {allowed[-1]} may change. Start a "
                           "new run instead.")
-    config = resolve_config(run_dir / "config.yaml", given)
+    config = resolve_config(RunFolder(run_dir).config, given)
     config.resume = str(run_dir)
     config.out = str(run_dir)
     return config

@@ -11,8 +11,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from transfusion_cli.data.bundles import DatasetInfo, normalize
-from transfusion_cli.evaluation.scores import compute_metrics
-from transfusion_cli.train.runtime import Runtime
+from transfusion_cli.models.runtime import Runtime, resolve_device
+from transfusion_cli.registry import TfxModel
+from transfusion_cli.scores import compute_metrics
 
 
 def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
@@ -29,7 +30,7 @@ def task_loss(logits: torch.Tensor, targets: torch.Tensor, task: str) -> torch.T
     return (losses * mask).sum() / mask.sum().clamp(min=1)
 
 
-def model_in_chans(model: nn.Module, info: DatasetInfo) -> int:
+def model_in_chans(model: TfxModel, info: DatasetInfo) -> int:
     """Input channels the model was built for (its ``in_chans``), else the dataset's."""
     model = getattr(model, "module", model)
     return int(getattr(model, "in_chans", None) or info.channels)
@@ -66,14 +67,16 @@ def loss_of(logits: np.ndarray, targets: np.ndarray, task: str) -> float:
                            target.double() if task != "multiclass" else target, task))
 
 
-def evaluate(model: nn.Module, loader: DataLoader, info: DatasetInfo,
-             device: torch.device | str | Runtime = "cpu",
-             in_chans: int | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def score_loader(model: nn.Module, loader: DataLoader, info: DatasetInfo,
+                 device: torch.device | str | Runtime = "cpu",
+                 in_chans: int | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """(metrics, logits, targets) of ``model`` over ``loader`` (single process).
 
     ``metrics`` is ``compute_metrics`` plus ``val_loss``.
     """
-    runtime = device if isinstance(device, Runtime) else Runtime(torch.device(device))
+    if not isinstance(device, Runtime | torch.device):
+        device = resolve_device(device)
+    runtime = device if isinstance(device, Runtime) else Runtime(device)
     if not isinstance(device, Runtime):
         model.to(runtime.device)
     logits, targets = predict_logits(model, loader, info, runtime, in_chans)

@@ -19,13 +19,20 @@ from torch import nn
 
 from transfusion_cli.console import info as log
 from transfusion_cli.console import warn
-from transfusion_cli.data.bundles import DatasetInfo, normalize
+from transfusion_cli.data.bundles import DatasetInfo, dataset_labels, normalize
 from transfusion_cli.errors import TrainingError
-from transfusion_cli.evaluation.scores import compute_metrics, is_better, metric_values
-from transfusion_cli.io import append_jsonl, check_writable
-from transfusion_cli.registry import InitContext, get
+from transfusion_cli.io import append_jsonl
+from transfusion_cli.models.runtime import Runtime, default_workers, make_runtime, resolve_device
+from transfusion_cli.plugins import get
+from transfusion_cli.registry import InitContext
+from transfusion_cli.runfolder import RunFolder
+from transfusion_cli.scores import compute_metrics, is_better, metric_values
 from transfusion_cli.train import snapshots as ckpt
-from transfusion_cli.train.choices import resolve_augment, run_choices
+from transfusion_cli.train.choices import (
+    resolve_augment,
+    resolve_selection_metric,
+    run_choices,
+)
 from transfusion_cli.train.config import (
     RESUMABLE_CHANGES,
     FitConfig,
@@ -46,9 +53,10 @@ from transfusion_cli.train.loaders import eval_loader, load_bundle, train_loader
 from transfusion_cli.train.optim import make_optimizer, make_scheduler
 from transfusion_cli.train.progress import Progress
 from transfusion_cli.train.rundir import (
-    RunDir,
+    check_run_dir,
     environment,
     prepare_run_dir,
+    record_selection_check,
     resolve_resume_dir,
     truncate_metrics,
     write_config,
@@ -56,7 +64,13 @@ from transfusion_cli.train.rundir import (
     write_split,
 )
 from transfusion_cli.train.runlock import RunLock
-from transfusion_cli.train.runtime import Runtime, default_workers, make_runtime, select_device
+from transfusion_cli.train.selection_check import (
+    MAX_CI_WIDTH,
+    MIN_CASES,
+    ci_warning,
+    selection_ci,
+    small_split_warnings,
+)
 from transfusion_cli.train.state import seed_everything
 from transfusion_cli.train.tracking import Tracker, check_tracker, open_tracker, scalars
 
@@ -119,7 +133,7 @@ class Trainer:
     def __init__(self, config: FitConfig, show_progress: bool = True):
         self.started = time.perf_counter()
         self.config = config
-        device = select_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.ctx: DistContext = setup_distributed(device.type)
         self.runtime: Runtime = make_runtime(device, config.amp, config.deterministic)
         self.show_progress = show_progress and self.ctx.is_main
@@ -127,6 +141,10 @@ class Trainer:
         self.saved_step = 0  # step of the last.pt on disk
         self.tracker: Tracker | None = None  # --log tensorboard|mlflow, rank 0 only
         self.lock: RunLock | None = None  # rank 0 holds the run folder for the whole fit
+        # Validation outputs of the best checkpoint of this session (rank 0), for the
+        # selection check at the end (train/selection_check.py).
+        self.best_val: tuple[np.ndarray, np.ndarray] | None = None
+        self.selection_warnings: list[str] = []
 
     # ----- setup -------------------------------------------------------------------------
     def build(self) -> None:
@@ -138,13 +156,21 @@ class Trainer:
         self.bundle = load_bundle(config)
         if ctx.enabled and ctx.is_main:
             torch.distributed.barrier()
-        self.info: DatasetInfo = self.bundle.info
+        # best.pt is chosen by --selection-metric (saved resolved, so a resume keeps it); the
+        # checkpoints' dataset info names the metric that chose them.
+        self.dataset_selection = self.bundle.info.selection_metric
+        config.selection_metric = resolve_selection_metric(config, self.bundle.info)
+        self.info: DatasetInfo = dataclasses.replace(self.bundle.info,
+                                                     selection_metric=config.selection_metric)
         self.in_chans = config.in_chans or self.info.channels
+        if self.bundle.val is not None and len(self.bundle.val):
+            self.selection_warnings = small_split_warnings(dataset_labels(self.bundle.val),
+                                                           self.info)
 
         arch = get("architectures", config.arch)
         init_spec = get("inits", config.init_name)
         model = arch.build(num_classes=self.info.num_outputs, in_chans=self.in_chans)
-        resuming = bool(config.resume) and RunDir(Path(config.resume)).last_ckpt.is_file()
+        resuming = bool(config.resume) and RunFolder(config.resume).last.is_file()
         report = {} if resuming else init_spec.apply(model, InitContext(
             arch=arch, num_classes=self.info.num_outputs, in_chans=self.in_chans,
             seed=config.seed, argument=config.init_argument,
@@ -176,7 +202,7 @@ class Trainer:
         self.parts = ckpt.Trainables(model, optimizer, scheduler, scaler)
         self.state = ckpt.TrainState()
         if resuming:  # the checkpoint replaces the weights; the init is not run again
-            self.state, self.init_entry = ckpt.restore(self.run.last_ckpt, self.parts,
+            self.state, self.init_entry = ckpt.restore(self.run.last, self.parts,
                                                        config.arch, self.info)
             self.saved_step = self.state.step
             scheduler.lr_lambdas[0].total_steps = self.total_steps if \
@@ -202,7 +228,7 @@ class Trainer:
             return None
         return run.root if state is None or state.step == 0 else None
 
-    def _run_dir(self) -> RunDir:
+    def _run_dir(self) -> RunFolder:
         """Rank 0 creates (or reopens) the run folder and tells the others where it is."""
         answer: tuple[str | None, str | None] = (None, None)
         if self.ctx.is_main:
@@ -221,19 +247,21 @@ class Trainer:
         root, error = broadcast_object(self.ctx, answer)
         if error is not None:
             raise TrainingError(error) if self.ctx.is_main else SystemExit(1)
-        return RunDir(Path(root))
+        return RunFolder(root)
 
     def _write_run_files(self) -> None:
         config_dict = self.config.to_dict()
         write_config(self.run, self.config)
         env = environment(self.config, self.runtime.device, self.ctx.world_size,
                           self.runtime.describe())
-        env["choices"] = run_choices(self.config, self.parts.model)
+        env["choices"] = run_choices(self.config, self.parts.model, self.dataset_selection)
+        env["selection_check"] = {"min_cases": MIN_CASES, "max_ci_width": MAX_CI_WIDTH,
+                                  "warnings": list(self.selection_warnings)}
         write_environment(self.run, env)
         write_split(self.run, self.bundle.split_manifest)
         ckpt.save(ckpt.weights_checkpoint(self.parts.model, self.config.arch, self.info,
                                           self.in_chans, self.init_entry, config_dict),
-                  self.run.init_ckpt)
+                  self.run.init)
         self._save_last()
 
     def _record_resume(self) -> None:
@@ -279,11 +307,11 @@ class Trainer:
 
     def _save_last(self) -> None:
         if self.ctx.is_main:
-            ckpt.save(self._checkpoint(), self.run.last_ckpt)
+            ckpt.save(self._checkpoint(), self.run.last)
         self.saved_step = self.state.step
 
     # ----- evaluation ----------------------------------------------------------------------
-    def evaluate(self, train_loss: float, images_per_s: float) -> dict[str, Any]:
+    def validate_and_save(self, train_loss: float, images_per_s: float) -> dict[str, Any]:
         """Metrics over the whole validation set (gathered across ranks), logged and saved."""
         model = unwrap(self.model)
         broadcast_buffers(self.ctx, model)
@@ -293,7 +321,7 @@ class Trainer:
         if not np.isfinite(logits).all():
             raise TrainingError(
                 f"Validation outputs became non-finite at step {self.state.step}; training "
-                f"stopped. The last good checkpoint is {self.run.last_ckpt} (step "
+                f"stopped. The last good checkpoint is {self.run.last} (step "
                 f"{self.saved_step}). Lower --lr (now {self.config.lr:g}) or check the data.")
         metrics = compute_metrics(logits, targets, self.info)
         selection = self.info.selection_metric
@@ -322,7 +350,8 @@ class Trainer:
             if self.tracker is not None:
                 self.tracker.log_metrics(scalars(record), record["step"])
             if improved:  # best.pt before last.pt: a kill in between re-creates the same best
-                ckpt.save(self._checkpoint(), self.run.best_ckpt)
+                ckpt.save(self._checkpoint(), self.run.best)
+                self.best_val = (logits, targets)
             self._save_last()
         return record
 
@@ -333,6 +362,9 @@ class Trainer:
                             self.show_progress)
         if self.show_progress:
             self._announce(progress)
+        if self.ctx.is_main:
+            for message in self.selection_warnings:
+                warn(f"checkpoint selection: {message}")
         self.model.train()
         check_every = 1 if self.runtime.device.type == "cpu" else 10
         window: list[torch.Tensor] = []  # losses not yet checked
@@ -359,8 +391,8 @@ class Trainer:
                         if evaluate_now:
                             rate = self._account(interval_steps, tick)
                             train_loss = float(np.mean(interval_losses))
-                            interval_losses.clear()  # before evaluate() saves last.pt
-                            record = self.evaluate(train_loss, rate)
+                            interval_losses.clear()  # before validate_and_save() saves last.pt
+                            record = self.validate_and_save(train_loss, rate)
                             progress.evaluation(record)
                             interval_steps = 0
                             tick = time.perf_counter()
@@ -371,14 +403,33 @@ class Trainer:
             self._account(interval_steps, tick)
             self._save_last()
             if self.ctx.is_main:
-                log(f"Interrupted at step {self.state.step}; saved {self.run.last_ckpt}. "
+                log(f"Interrupted at step {self.state.step}; saved {self.run.last}. "
                     f"Continue with: tfx fit --resume {self.run.root}")
             raise
         finally:
             progress.close()
             if self.tracker is not None:
                 self.tracker.close()
+        if self.ctx.is_main:
+            self._check_selection()
         return self._result()
+
+    def _check_selection(self) -> None:
+        """At the end: the selection metric's bootstrap CI on validation for the best
+        checkpoint of this session; warnings into env.json and best.pt's metrics."""
+        if self.best_val is None:  # best found before a resume: checked back then
+            return
+        logits, targets = self.best_val
+        ci = selection_ci(logits, targets, self.info)
+        wide = ci_warning(ci, len(targets))
+        warnings = [*self.selection_warnings, *([wide] if wide else [])]
+        for message in warnings:
+            warn(f"checkpoint selection: {message}")
+        record_selection_check(self.run, ci, warnings)
+        best = ckpt.load_checkpoint(self.run.best)
+        best["metrics"] = {**(best.get("metrics") or {}), "selection_ci": ci,
+                           "selection_warnings": warnings}
+        ckpt.save(best, self.run.best)
 
     def _account(self, steps: int, since: float) -> float:
         """Add ``steps`` of training time to the counters; their images per second."""
@@ -439,7 +490,7 @@ class Trainer:
         """The one message for a loss that is not finite or has blown up, whatever optimiser."""
         raise TrainingError(
             f"Loss {what} at step {step}; training stopped. The last good checkpoint is "
-            f"{self.run.last_ckpt} (step {self.saved_step}). Lower --lr (now "
+            f"{self.run.last} (step {self.saved_step}). Lower --lr (now "
             f"{self.config.lr:g}) or check the data for broken images.")
 
     def _announce(self, progress: Progress) -> None:
@@ -453,7 +504,7 @@ class Trainer:
             f"({self.total_steps / self.steps_per_epoch:.2f} epochs of {self.steps_per_epoch}), "
             f"batch {config.batch_size}, {config.scheduler} lr"
             f"{f' after {config.warmup_steps} warm-up steps' if config.warmup_steps else ''}, "
-            f"augment {config.augment}, selecting best by {info.selection_metric} -> "
+            f"augment {config.augment}, best.pt by validation {info.selection_metric} -> "
             f"{self.run.root}")
 
     def _result(self) -> FitResult:
@@ -497,7 +548,7 @@ def fit(config: FitConfig, show_progress: bool = True) -> FitResult:
         config = resume_config(resolve_resume_dir(config.resume), _resume_overrides(config))
     check_tracker(config.log)  # a missing tracker package fails before any work
     if config.out and not config.resume and int(os.environ.get("RANK", "0")) == 0:
-        check_writable(config.out, "--out")  # an unusable --out fails before the data are built
+        check_run_dir(config)  # a refused or unusable --out fails before the data are built
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     trainer = Trainer(config, show_progress)

@@ -9,8 +9,7 @@ from pathlib import Path
 import filelock
 
 from transfusion_cli.errors import ConfigError
-
-LOCK_NAME = ".tfx-fit.lock"  # holds the pid of the process that has the lock
+from transfusion_cli.runfolder import RunFolder
 
 
 class RunBusyError(ConfigError):
@@ -21,7 +20,7 @@ class RunLock:
     """Non-blocking exclusive lock on ``root/.tfx-fit.lock``; the holder writes its pid there."""
 
     def __init__(self, root: Path):
-        self.path = Path(root) / LOCK_NAME
+        self.path = RunFolder(root).lock
         self._lock = filelock.FileLock(self.path)
 
     def acquire(self) -> RunLock:

@@ -1,13 +1,15 @@
 """The fit settings, each declared once: name, type, default, choices, help.
 
-``FitConfig`` (``train/config.py``), the YAML checks of ``config.yaml``, the flags of
-``tfx fit`` and the pass-through flags of ``tfx compare-inits`` are all built from ``SETTINGS``.
+The YAML checks of ``config.yaml``, the flags of ``tfx fit`` and the pass-through flags of
+``tfx compare-inits`` are built from ``SETTINGS``; ``FitConfig`` (``train/config.py``) is a plain
+dataclass that writes each field out for readers and type checkers.
 
-To add a setting, add one ``FitSetting`` to ``SETTINGS`` below; that is the whole edit. It
-becomes a FitConfig field (read it as ``config.NAME`` in the training code), a config.yaml key,
-a ``tfx fit`` flag and, unless compare-inits sets it per cell (``compare.plan.CELL_FIELDS``), a
-``tfx compare-inits`` flag, with the same default everywhere. ``tests/test_fit_settings.py``
-checks that this holds for every entry.
+To add a setting, add one ``FitSetting`` to ``SETTINGS`` below and the same field (name, type,
+default, at the same place) to ``FitConfig``; read it as ``config.NAME`` in the training code.
+It becomes a config.yaml key, a ``tfx fit`` flag and, unless compare-inits sets it per cell
+(``compare.plan.CELL_FIELDS``), a ``tfx compare-inits`` flag, with the same default
+everywhere. ``tests/train/test_fit_settings.py`` checks that this holds for every entry, and that
+FitConfig's fields are the settings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from transfusion_cli.errors import ConfigError
+from transfusion_cli.limits import MAX_IN_CHANS, MAX_SEED, MIN_IMAGE_SIZE
 
 DATA, MODEL, TRAINING, RUN = "Data", "Model", "Training", "Run folder and hardware"
 DEVICES = ("auto", "cpu", "cuda")  # also the --device choices of other commands
@@ -38,6 +41,7 @@ class FitSetting:
     default_text: str | None = None
     at_least: float | None = None  # range checks, each failing with the fix
     above: float | None = None
+    at_most: float | None = None
     path: bool = False  # a file or folder: the flag takes a path, the config keeps a string
     key_values: bool = False  # a dict: the flag repeats as KEY=VALUE
     metavar: str | None = None
@@ -63,8 +67,10 @@ class FitSetting:
             wanted = "positive" if self.above == 0 else f"above {self.above}"
             raise ConfigError(f"{where} must be {wanted}, got {value}.")
         if self.at_least is not None and value < self.at_least:
-            wanted = "0 or more" if self.at_least == 0 else f"at least {self.at_least:g}"
+            wanted = "0 or more" if self.at_least == 0 else f"at least {self.at_least:.15g}"
             raise ConfigError(f"{where} must be {wanted}, got {value}.")
+        if self.at_most is not None and value > self.at_most:
+            raise ConfigError(f"{where} must be at most {self.at_most:.15g}, got {value}.")
 
 
 def _parse_option_pairs(pairs: list[str]) -> dict[str, str]:
@@ -87,7 +93,7 @@ SETTINGS: tuple[FitSetting, ...] = (
     FitSetting("options", dict[str, Any], {}, "Dataset option, repeatable (see `tfx list "
                "datasets --json`).", DATA, flag="--option", metavar="KEY=VALUE", key_values=True),
     FitSetting("data_seed", int, 0, "Seed of the data: synthetic content, patient split, "
-               "--train-size subset.", DATA),
+               "--train-size subset.", DATA, at_least=0, at_most=MAX_SEED),
     FitSetting("skip_bad_images", bool, False, "Leave out unreadable images (with a warning) "
                "instead of failing.", DATA, switch=True),
     FitSetting("augment", str | None, None, "Training augmentation (torchvision v2, after the "
@@ -95,12 +101,13 @@ SETTINGS: tuple[FitSetting, ...] = (
                "see docs/reproduce-the-paper.md.", DATA,
                choices=("none", "light", "flip", "fundus"),
                default_text="the dataset's (`tfx list datasets`)"),
-    FitSetting("image_size", int | None, None, "Image side in pixels.", DATA, at_least=1,
-               default_text="the dataset's"),
+    # The upper bound depends on $TFX_MAX_IMAGE_SIZE: data.build_dataset checks it.
+    FitSetting("image_size", int | None, None, "Image side in pixels.", DATA,
+               at_least=MIN_IMAGE_SIZE, default_text="the dataset's"),
     FitSetting("train_size", int | None, None, "Train on a fixed, seeded, stratified subset of "
                "N training images.", DATA, at_least=1, default_text="the whole training split"),
     FitSetting("in_chans", int | None, None, "Model input channels (grey images are replicated "
-               "to 3).", MODEL, at_least=1, default_text="the dataset's"),
+               "to 3).", MODEL, at_least=1, at_most=MAX_IN_CHANS, default_text="the dataset's"),
     FitSetting("epochs", int | None, 4, "Epochs to train (ignored when --steps is given).",
                at_least=1, resumable=True),
     FitSetting("steps", int | None, None, "Optimizer steps to train (instead of --epochs).",
@@ -117,7 +124,7 @@ SETTINGS: tuple[FitSetting, ...] = (
                "then the schedule (constant: a fixed warm-up, independent of the run length).",
                at_least=0),
     FitSetting("seed", int, 0, "Training seed: initialisation, data order and every other "
-               "training RNG."),
+               "training RNG.", at_least=0, at_most=MAX_SEED),
     FitSetting("device", str, "auto", "Where to train; auto: CUDA if present.", RUN,
                choices=DEVICES, resumable=True),
     FitSetting("amp", bool | None, None, "Mixed precision.", RUN,
@@ -129,6 +136,9 @@ SETTINGS: tuple[FitSetting, ...] = (
     FitSetting("eval_test", bool, False, "Also score the test split at every evaluation "
                "(test/<metric> in metrics.jsonl): convergence on held-out data, as the paper "
                "measures it.", switch=True),
+    FitSetting("selection_metric", str | None, None, "Validation metric that picks best.pt "
+               "(the highest value wins), e.g. auc, kappa, mean_auc, auc/LABEL.",
+               default_text="the dataset's (`tfx list datasets`), e.g. referable_auc"),
     FitSetting("out", str | None, None, "Run folder.", RUN, short="-o", path=True,
                default_text="runs/<data>-<arch>-<YYYYmmdd-HHMMSS>"),
     FitSetting("resume", str | None, None, "Continue the run in RUN_DIR from its last.pt.", RUN,
@@ -138,7 +148,8 @@ SETTINGS: tuple[FitSetting, ...] = (
                "slower on GPU.", RUN, switch=True),
     FitSetting("log", str, "none", "Mirror every metrics.jsonl record (and the settings, as "
                "parameters) to an experiment tracker: tensorboard (RUN/tensorboard/) or mlflow "
-               "($MLFLOW_TRACKING_URI); needs pip install 'tfx[tensorboard]' or 'tfx[mlflow]'.",
+               "($MLFLOW_TRACKING_URI, else the SQLite store RUN/mlflow.db); needs pip install "
+               "'transfusion-cli[tensorboard]' or 'transfusion-cli[mlflow]'.",
                RUN, choices=("none", "tensorboard", "mlflow"), resumable=True),
 )
 

@@ -1,0 +1,1 @@
+"""Built-in image preprocessing steps (``tfx_register_preprocessing``)."""
