@@ -109,3 +109,29 @@ def test_an_out_that_is_a_file_is_refused_before_the_work(explain, explain_check
     result = explain(explain_checkpoint, image, "--out", out)
     assert result.exit_code == 1 and f"--out {out} is a file" in result.error_line()
     assert tree_changes(before, snapshot_tree(tmp_path)) == []
+
+
+def test_explain_checks_inputs_exactly_as_predict_does(explain, explain_checkpoint, tmp_path):
+    """Item 14: explain refuses what predict refuses (a grayscale photo for a colour model) and
+    gives predict's warnings (far-off aspect, tiny input, the synthetic-data model)."""
+    import numpy as np
+    from PIL import Image
+
+    from transfusion_cli.deploy.input_checks import image_warnings
+    from transfusion_cli.models.checkpoint import checkpoint_dataset_info, load_checkpoint
+
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.full((64, 64), 128, np.uint8)).save(gray)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (1, 2000, 3), np.uint8)).save(wide)
+    result = explain(explain_checkpoint, gray, wide, "--out", tmp_path / "h", "--json")
+    assert result.exit_code == 1
+    assert result.error_line().startswith("Error: 1 of 2 images could not be explained")
+    records = {r["image"]: r for r in json.loads(result.stdout)}
+    assert "grayscale (1-channel)" in records[str(gray)]["error"]
+    info = checkpoint_dataset_info(load_checkpoint(explain_checkpoint))
+    with Image.open(wide) as image:
+        expected = image_warnings(image, info.image_size, info.channels, info.name)
+    warnings = records[str(wide)]["warnings"]
+    assert expected and all(w in warnings for w in expected)
+    assert any("synthetic data" in w for w in warnings)

@@ -177,3 +177,14 @@ def test_a_medmnist_study_runs_on_real_files(tfx, tmp_path):
     report = (out / "report.md").read_text()
     assert "STAND-IN, not ImageNet" in report and "subset=pneumoniamnist" in report
     assert "pipeline check" not in result.stdout
+
+
+def test_representations_probe_split_is_a_profile_key():
+    base = {"datasets": {"r": {"data": "synthetic-retina"}}}
+    study = parse_study({**base, "parts": {"representations": {
+        "dataset": "r", "archs": ["cbr-tiny"], "split": "train", "samples": 100}}}, "p.yaml")
+    assert study.parts["representations"].split == "train"
+    assert load_study("medmnist").parts["representations"].split == "train"
+    with pytest.raises(ConfigError, match="split"):
+        parse_study({**base, "parts": {"representations": {
+            "dataset": "r", "archs": ["cbr-tiny"], "split": "holdout"}}}, "p.yaml")

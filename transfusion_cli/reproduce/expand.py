@@ -177,8 +177,8 @@ def _find_public_weights(arch: str) -> tuple[bool, str]:
 
         hf_hub_download(cfg["hf_hub_id"], cfg.get("hf_hub_filename") or "model.safetensors")
     except Exception as exc:  # any network or hub failure: the stand-in takes over, labelled
-        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
-        return False, f"the download of {name} failed ({reason})"
+        first = " ".join(str(exc).split()).split(". ")[0][:120]
+        return False, f"the download of {name} failed ({type(exc).__name__}: {first})"
     return True, f"timm's ImageNet weights {name} (downloaded)"
 
 

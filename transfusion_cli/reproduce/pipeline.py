@@ -180,7 +180,8 @@ def _representations(study: Study, directory: Path,
 
     part = study.parts["representations"]
     return representation_evidence(directory, sweep.part_cells("representations"), part.archs,
-                                   measure=part.metric or DEFAULT_MEASURE, samples=part.samples)
+                                   measure=part.metric or DEFAULT_MEASURE, samples=part.samples,
+                                   split=part.split or "val")
 
 
 def pretrained_note(study: Study, parts: list[str], sources: dict[str, SweepSpec]) -> str:

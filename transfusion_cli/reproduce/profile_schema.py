@@ -72,6 +72,7 @@ class PartModel(_Strict):
     target: float | None = None
     metric: str | None = None
     samples: Annotated[int, Field(ge=1, le=MAX_REPRESENTATION_SAMPLES)] = 256
+    split: Literal["train", "val", "test"] | None = None  # representations: the probe images
     hybrids: list[HybridModel] | None = None
     fit: dict[str, Any] | None = None
 

@@ -73,7 +73,12 @@ def part_section(ev: PartEvidence, stands_for: dict[str, str]) -> list[str]:
                       f"{ev.target} (mean over the seeds that reached it; the paper reads "
                       "test AUC along training).")
         header = ["arch", "init", "seeds", "test AUC", "steps to target", "paper steps to 0.91"]
+        if ev.target is None:  # a relative target is set per architecture by the claim tests
+            lines[-1] = lines[-1].split(" Steps:")[0] + (
+                " Steps to target: the target is relative (a fraction of the fully transferred "
+                "arm's plateau); each arm's steps per seed are in the C7 and C8 verdicts.")
         rows = [[_arch_name(a.arch, stands_for), a.init, str(a.seeds), _arm_text(a),
+                 "see C7 / C8" if ev.target is None else
                  (f"{a.steps_to_target:.0f} ({a.reached}/{a.seeds})" if a.reached and
                   a.steps_to_target is not None else f"not reached in {a.last_step}"),
                  _paper_value(ev.part, a, stands_for)] for a in ev.arms]
@@ -112,7 +117,9 @@ def representation_section(reps: dict[str, Any] | None, figures: dict[str, Path]
     if not reps or not reps.get("to_init"):
         return lines + ["Not run: needs finished random and pretrained cells.", ""]
     measure = reps["measure"]
-    lines.append(f"Measure `{measure}` ({reps['measure_description']}) on the validation "
+    probed = reps.get("settings", {}).get("split", "val")
+    split = {"val": "validation", "train": "training"}.get(probed, probed)
+    lines.append(f"Measure `{measure}` ({reps['measure_description']}) on the {split} "
                  f"split, classifier left out; ± is the {reps['spread']}. Blocks marked * "
                  f"had fewer than {reps['min_points_per_neuron']} data points per neuron, so "
                  "their CCA-family values are inflated.")

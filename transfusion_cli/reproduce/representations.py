@@ -21,14 +21,15 @@ from transfusion_cli.errors import TfxError
 
 def representation_evidence(directory: Path, cells: list[str], archs: list[str],
                             measure: str = DEFAULT_MEASURE,
-                            samples: int = 256) -> dict[str, Any] | None:
+                            samples: int = 256, split: str = "val") -> dict[str, Any] | None:
     """The representation numbers of ``cells`` (ids) of ``archs`` in the sweep ``directory``;
     None (with a warning) when they cannot be computed, e.g. no finished cells yet."""
     from transfusion_cli.compare.figures import finished_runs, representation_numbers
 
     try:
         found = finished_runs(directory, cells=set(cells), archs=set(archs))
-        return representation_numbers(found, FigureSettings(measure=measure, samples=samples))
+        return representation_numbers(found, FigureSettings(measure=measure, samples=samples,
+                                                            split=split))
     except (TfxError, np.linalg.LinAlgError) as exc:
         warn(f"representations: {exc}")
         return None

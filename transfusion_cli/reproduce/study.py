@@ -55,6 +55,7 @@ class PartSpec:
     target: float | None = None
     metric: str | None = None
     samples: int = 256
+    split: str | None = None  # representations: the split probed (default: validation)
     hybrids: list[dict[str, str]] = field(default_factory=list)
     fit: dict[str, Any] = field(default_factory=dict)
     arch_inits: dict[str, list[str]] = field(default_factory=dict)  # per-arch init lists
@@ -174,7 +175,7 @@ def parse_study(data: Any, source: str) -> Study:
             name=name, dataset=spec.dataset, archs=list(spec.archs),
             inits=list(spec.inits or ["random", PRETRAINED]), seeds=spec.seeds,
             train_size=spec.train_size, target=spec.target, metric=spec.metric,
-            samples=spec.samples,
+            samples=spec.samples, split=spec.split,
             hybrids=[h.model_dump(exclude_none=True) for h in spec.hybrids or []],
             fit=dict(spec.fit or {}),
             arch_inits={k: list(v) for k, v in (spec.arch_inits or {}).items()})
