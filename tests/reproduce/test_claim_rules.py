@@ -286,3 +286,25 @@ def test_relative_target_from_curves():
                          target={"relative": 0.94})
     verdict = claims_convergence.c7(no_curves, SETTINGS)
     assert verdict.verdict == INCONCLUSIVE and "needs the curves" in verdict.reason
+
+
+
+def test_a_contrary_effect_short_of_the_correction_says_so():
+    """The shown 90% interval lies below 0 but the Bonferroni interval of 3 tests does not: the
+    reason says so (not "interval covers 0"); a larger gap is inconsistent."""
+    from transfusion_cli.evaluation.claim_stats import ArmSample
+    from transfusion_cli.reproduce.claim_tests import greater_part
+
+    base = ArmSample.from_values([0.50, 0.51, 0.52])
+
+    def part(gap):
+        other = ArmSample.from_values([0.50 + gap, 0.51 + gap, 0.524 + gap])
+        return greater_part("x", [(1, "a", base), (-1, "b", other)], SETTINGS, tests=3,
+                            what="cca", gated=False)
+
+    short = part(0.04)
+    assert short.outcome == INCONCLUSIVE and "-0.012]" in short.evidence
+    assert short.reason == ("below 0 at the 90% level only, not after the Bonferroni "
+                            "correction for 3 tests")
+    assert part(0.06).outcome == INCONSISTENT
+    assert part(0.0).reason == "interval covers 0"

@@ -155,8 +155,12 @@ def greater_part(name: str, terms: Sequence[Term], settings: ClaimSettings, test
         return PartResult(name, CONSISTENT, evidence, power=power)
     if decision.outcome == LESS:
         return PartResult(name, INCONSISTENT, evidence, power=power)
-    return PartResult(name, INCONCLUSIVE, evidence, reason=f"interval covers {threshold:g}",
-                      power=power)
+    if shown.high < threshold:  # below at the shown level, not after the correction
+        reason = (f"below {threshold:g} at the {shown.level:.0%} level only, not after the "
+                  f"Bonferroni correction for {tests} tests")
+    else:
+        reason = f"interval covers {threshold:g}"
+    return PartResult(name, INCONCLUSIVE, evidence, reason=reason, power=power)
 
 
 def _point(terms: Sequence[Term], what: str) -> str:
