@@ -1,5 +1,6 @@
 """Options that several commands share, declared once: ``--json``, ``--data-dir``, ``--out``,
-``--device``, ``--split``, ``--option``, ``--measure`` and the SLURM flags.
+``--device``, ``--split``, ``--option``, ``--measure``, the SLURM flags, and the ONNX
+decision flags of predict and serve (``--provider``, ``--threshold``, ``--operating-point``).
 
 A command uses the factory (``json_option(help)``) as its parameter's default, with the matching
 annotation (``Device``, ``Split``); the flag names, types and defaults come from here, only the
@@ -13,6 +14,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, Literal
 
 import typer
@@ -24,6 +26,14 @@ from transfusion_cli.train.settings import DEVICES
 Device = Literal[DEVICES]
 Split = Literal[SPLITS]
 Executor = Literal[EXECUTORS]
+
+
+class Provider(StrEnum):
+    """onnxruntime execution provider."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 def json_option(help: str = "Print JSON on stdout instead of tables.") -> Any:
@@ -52,6 +62,28 @@ def dataset_option_option(help: str = "Dataset option, repeatable (e.g. "
 def device_option(help: str = "Where to run; auto: CUDA if present.") -> Any:
     """``--device auto|cpu|cuda`` (annotate with ``Device``)."""
     return typer.Option("auto", "--device", help=help)
+
+
+def provider_option() -> Any:
+    """``--provider auto|cpu|cuda`` (annotate with ``Provider``): onnxruntime's provider."""
+    return typer.Option(Provider.auto, "--provider",
+                        help="auto: CUDA when it can be created, else CPU.")
+
+
+def threshold_option() -> Any:
+    """``--threshold P``: decide at this probability instead of the validated operating
+    point."""
+    return typer.Option(
+        None, "--threshold", min=0.0, max=1.0,
+        help="Decide referable / positive at this probability instead of the model's "
+             "validated operating point (reported as set by the user, not validated).",
+        show_default="the operating point `tfx evaluate` chose, else an uncalibrated 0.5")
+
+
+def operating_point_option(help: str = "Decide at this stored operating point (e.g. "
+                                       "sens95).") -> Any:
+    """``--operating-point NAME``: one of the operating points stored at export."""
+    return typer.Option(None, "--operating-point", help=help, show_default="the first stored")
 
 
 def seed_option(help: str) -> Any:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from transfusion_cli.app import app, examples
-from transfusion_cli.commands.options import json_option
+from transfusion_cli.commands.options import (
+    Provider,
+    json_option,
+    operating_point_option,
+    provider_option,
+    threshold_option,
+)
 from transfusion_cli.console import err, info, out, print_json_lines, warn
-
-
-class Provider(StrEnum):
-    """onnxruntime execution provider."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def print_table(results, metadata, rule) -> None:
@@ -64,21 +61,15 @@ def rule_lines(rule) -> list[str]:
 def predict_command(
     model: Path = typer.Argument(..., help="ONNX model written by `tfx export`."),
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
-    provider: Provider = typer.Option(Provider.auto, "--provider",
-                                      help="auto: CUDA when it can be created, else CPU."),
+    provider: Provider = provider_option(),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per run."),
     json_output: bool = json_option("Print JSON Lines: one JSON object per image, one per "
                                     "line, in input order."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write the results as CSV."),
-    threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0,
-        help="Decide referable / positive at this probability instead of the model's "
-             "validated operating point (reported as set by the user, not validated).",
-        show_default="the operating point `tfx evaluate` chose, else an uncalibrated 0.5"),
-    operating_point: str | None = typer.Option(
-        None, "--operating-point",
-        help="Decide at this stored operating point (e.g. sens95: `tfx evaluate "
-             "--sensitivity 0.95` before export).", show_default="the first stored"),
+    threshold: float | None = threshold_option(),
+    operating_point: str | None = operating_point_option(
+        "Decide at this stored operating point (e.g. sens95: `tfx evaluate --sensitivity 0.95` "
+        "before export)."),
     heatmaps: Path | None = typer.Option(
         None, "--heatmaps",
         help="Also write a Grad-CAM overlay per image into this folder (<image>.heatmap.png; "

@@ -8,7 +8,12 @@ from pathlib import Path
 import typer
 
 from transfusion_cli.app import app, examples
-from transfusion_cli.commands.predict_cmd import Provider
+from transfusion_cli.commands.options import (
+    Provider,
+    operating_point_option,
+    provider_option,
+    threshold_option,
+)
 from transfusion_cli.console import info
 from transfusion_cli.deploy.serve import settings as defaults
 
@@ -53,17 +58,9 @@ def serve_command(
     workers: int | None = typer.Option(None, "--workers", min=1,
                                        help="Requests that run the model side by side "
                                             "[default: one per CPU]."),
-    provider: Provider = typer.Option(Provider.auto, "--provider",
-                                      help="auto: CUDA when it can be created, else CPU."),
-    threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=1.0,
-        help="Decide referable / positive at this probability instead of the model's "
-             "validated operating point (reported as set by the user, not validated).",
-        show_default="the operating point `tfx evaluate` chose, else an uncalibrated 0.5"),
-    operating_point: str | None = typer.Option(
-        None, "--operating-point",
-        help="Decide at this stored operating point (e.g. sens95).",
-        show_default="the first stored"),
+    provider: Provider = provider_option(),
+    threshold: float | None = threshold_option(),
+    operating_point: str | None = operating_point_option(),
 ) -> None:
     """Serve a model: a page for clinicians (/) and an API for systems (/v1/, docs at /docs).
 
