@@ -69,6 +69,15 @@ def _term(coefficient: float, part: PerformancePart, arm: Arm, label: str) -> Te
     return coefficient, f"{part.name} {arm.name()}", arm.labels[label]
 
 
+def _gain_difference(first: tuple[PerformancePart, Arm, Arm],
+                     second: tuple[PerformancePart, Arm, Arm], label: str) -> list[Term]:
+    """The terms of one transfer gain minus another: each given as (part, pretrained arm,
+    random arm)."""
+    (part_a, pretrained_a, random_a), (part_b, pretrained_b, random_b) = first, second
+    return [_term(1, part_a, pretrained_a, label), _term(-1, part_a, random_a, label),
+            _term(-1, part_b, pretrained_b, label), _term(1, part_b, random_b, label)]
+
+
 def _size(*arms: Arm) -> str:
     """``, 400 test patients`` (or images) of the first arm that says, for the power line."""
     for arm in arms:
@@ -203,19 +212,15 @@ def c4(evidence: EvidenceFile, settings: ClaimSettings) -> Verdict:
             random1, pretrained1 = full.arm(arch, RANDOM), full.arm(arch, PRETRAINED)
             for label in _labels(random3, pretrained3, random1, pretrained1):
                 plans.append((f"{arch} ({label}): gain on little data - gain on all data",
-                              [_term(1, small_data, pretrained3, label),
-                               _term(-1, small_data, random3, label),
-                               _term(-1, full, pretrained1, label),
-                               _term(1, full, random1, label)],
+                              _gain_difference((small_data, pretrained3, random3),
+                                               (full, pretrained1, random1), label),
                               (pretrained3.cite, random1.cite)))
         for small in [s for s in evidence.roles.get("small", []) if s in gains]:
             random_s, pretrained_s = gains[small]
             for label in _labels(random3, pretrained3, random_s, pretrained_s):
                 plans.append((f"table3 ({label}): {arch} gain - {small} gain",
-                              [_term(1, small_data, pretrained3, label),
-                               _term(-1, small_data, random3, label),
-                               _term(-1, small_data, pretrained_s, label),
-                               _term(1, small_data, random_s, label)],
+                              _gain_difference((small_data, pretrained3, random3),
+                                               (small_data, pretrained_s, random_s), label),
                               (pretrained3.cite, pretrained_s.cite)))
     size = _size(*small_data.arms)
     parts = [greater_part(name, terms, settings, len(plans), what="AUC gain difference",
