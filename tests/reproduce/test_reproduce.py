@@ -37,6 +37,9 @@ def test_smoke_profile_expands_to_shared_deduplicated_cells(tmp_path):
     sources = source_sweeps(study, parts)
     # The stand-in: each architecture trained once on the source dataset.
     assert {n: len(s.cell_ids()) for n, s in sources.items()} == {"source-synthetic-retina": 2}
+    # The stand-in's own fit settings (weight decay gives it a scale of its own) reach its runs.
+    source = sources["source-synthetic-retina"]
+    assert source.fit["weight_decay"] == 0.05 and source.fit["steps"] == 300
     targets = target_sweeps(study, parts, tmp_path, {})
     # Table 3 has its own fit settings (fewer evaluations), hence its own sweep.
     little = next(name for name in targets if name != "retina")
