@@ -76,6 +76,12 @@ def temp_name(target: str, folder: Path, kind: str = "") -> str:
     return f"{prefix}.{short}.tmp"
 
 
+def stored_path(path: str | os.PathLike | None) -> str | None:
+    """An input path (``--data-dir``, ``--weights``) as a run or plan stores it: absolute (``~``
+    expanded, links kept), so the run reads the same file from any working directory."""
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
 def check_writable(path: str | os.PathLike, flag: str) -> None:
     """Raise OutputPathError unless ``path`` can be created or replaced (checked before any work
     starts; probes the nearest existing folder with a temp file that is removed at once)."""

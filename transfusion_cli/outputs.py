@@ -5,6 +5,7 @@
   their image roots, ``.npz`` files; symlinks resolved, and the path as typed checked too);
 - a file output that exists is replaced only when tfx wrote it (``OutputFile.made_by_tfx``:
   ONNX metadata, a JSON ``format`` key, a card's marker line), and is never a folder;
+- a folder a command writes its files into (``OutputFolder``) is never an existing file;
 - a folder that `fit`, `compare-inits` or `reproduce` fills (``claim_folder``) is new, empty,
   or one tfx made as that kind (``runfolder.FolderKind``: its marker file says so);
 - every output is writable.
@@ -45,6 +46,15 @@ class OutputFile:
     writer: str = "tfx"
 
 
+@dataclass(frozen=True)
+class OutputFolder:
+    """A folder a command writes its files into, made when missing; ``holds`` names those
+    files in the refusal when the path is an existing file."""
+
+    path: PathLike
+    holds: str = "its files"
+
+
 def _real(path: PathLike) -> Path:
     """The absolute path with every symlink resolved (a missing file resolves as far as it can)."""
     return Path(path).expanduser().resolve(strict=False)
@@ -57,18 +67,19 @@ def _forms(path: PathLike) -> set[Path]:
     return {typed, _real(path)}
 
 
-def refuse_overwriting_inputs(outputs: dict[str, PathLike | OutputFile | None],
+def refuse_overwriting_inputs(outputs: dict[str, PathLike | OutputFile | OutputFolder | None],
                               inputs: Iterable[PathLike | None] = (),
                               data_dirs: Iterable[PathLike | None] = ()) -> None:
     """Raise OutputOverlapError if an output (``{"--out": path}``) is one of ``inputs``, lies
     inside one of ``data_dirs`` (every file and folder a dataset reads), or is a folder holding
     either; symlinks and hard links count as the same file. Then NotMadeByTfxError for an
-    ``OutputFile`` that is a folder or a file tfx did not write, and OutputPathError for an
-    output that cannot be written: all before the first byte is written."""
+    ``OutputFile`` that is a folder or a file tfx did not write, or an ``OutputFolder`` that is
+    a file, and OutputPathError for an output that cannot be written: all before the first
+    byte is written."""
     real_inputs = [(Path(p), _real(p)) for p in inputs if p is not None]
     real_dirs = [(Path(d), _forms(d)) for d in data_dirs if d is not None]
-    paths = {flag: (o.path if isinstance(o, OutputFile) else o) for flag, o in outputs.items()
-             if o is not None}
+    paths = {flag: (o.path if isinstance(o, OutputFile | OutputFolder) else o)
+             for flag, o in outputs.items() if o is not None}
     for flag, output in paths.items():
         target = _real(output)
         targets = _forms(output)
@@ -93,6 +104,8 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | OutputFile | None],
     for flag, output in outputs.items():
         if isinstance(output, OutputFile):
             refuse_replacing_foreign_file(flag, output)
+        elif isinstance(output, OutputFolder):
+            refuse_file_as_folder(flag, output)
     for flag, output in paths.items():  # then writability, before any work starts
         check_writable(output, flag)
 
@@ -111,6 +124,19 @@ def refuse_replacing_foreign_file(flag: str, output: OutputFile) -> None:
         raise NotMadeByTfxError(f"{flag} {path} exists and was not written by "
                                 f"{output.writer}; tfx never replaces a file it did not write. "
                                 "Move it away or choose another output path.")
+
+
+def refuse_file_as_folder(flag: str, output: OutputFolder) -> None:
+    """NotMadeByTfxError when ``output`` is an existing file (found before the work, not when
+    the first file is written into it)."""
+    path = Path(output.path).expanduser()
+    try:
+        is_file = path.exists() and not path.is_dir()
+    except OSError:  # e.g. a name too long: check_writable says so
+        return
+    if is_file:
+        raise NotMadeByTfxError(f"{flag} {path} is a file; give a folder for {output.holds} "
+                                "(tfx makes it when missing).")
 
 
 def has_json_format(path: Path, formats: Iterable[str], legacy_keys: Iterable[str] = ()

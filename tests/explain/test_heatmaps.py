@@ -167,6 +167,21 @@ def test_predict_heatmaps_cli_writes_overlays_on_the_models_scale(tfx, models, t
     assert vmax == report["heatmap"]["scale"] and what == "fixed scale of this model"
 
 
+def test_predict_heatmaps_into_a_file_is_refused_before_inference(tfx, models, tmp_path,
+                                                                   monkeypatch):
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("predicted before checking --heatmaps")
+
+    monkeypatch.setattr(OnnxClassifier, "predict_files", no_work)
+    _, model_path, _ = models["retina"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    result = tfx("predict", str(model_path), str(models["fundus"][0]), "--heatmaps", str(notes))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--heatmaps {notes} is a file; give a folder for the heatmap overlays" in result.stderr
+    assert notes.read_text() == "mine"
+
+
 def test_overlay_draws_nothing_outside_the_mask():
     """Two renders that differ only in the heatmap differ only inside the mask."""
     size = 64

@@ -84,3 +84,25 @@ def test_a_class_folder_that_is_a_symlink_is_protected_where_it_leads(tmp_path):
         (data / name).symlink_to(real / name, target_is_directory=True)
     assert_refused(tmp_path, "data", "save", "--data", "image-folder", "--data-dir", data,
                    "--out", real / "normal" / "samples", says="is inside the dataset folder")
+
+
+def test_a_folder_output_that_is_a_file_is_refused_before_the_work(tmp_path):
+    """`data save --out` writes PNGs into a folder: an existing file there is named at once,
+    not when the first PNG is written, and stays as it was."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert_refused(tmp_path, "data", "save", "--data", "synthetic-retina", "--out", notes,
+                   says=f"--out {notes} is a file; give a folder for the sample PNGs")
+    assert notes.read_text() == "mine"
+
+
+def test_the_guard_refuses_a_file_given_as_an_output_folder(tmp_path):
+    from transfusion_cli.outputs import NotMadeByTfxError, OutputFolder, refuse_overwriting_inputs
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(NotMadeByTfxError, match="--maps .*notes.txt is a file; give a folder "
+                                                "for the maps"):
+        refuse_overwriting_inputs({"--maps": OutputFolder(notes, "the maps")})
+    refuse_overwriting_inputs({"--maps": OutputFolder(tmp_path / "new" / "maps")})  # made later
+    assert not (tmp_path / "new").exists()

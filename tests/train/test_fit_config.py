@@ -74,23 +74,24 @@ def test_resume_refuses_changes_that_alter_the_run(tmp_path):
         resume_config(tmp_path, {"lr": 0.1})
 
 
-def test_data_dir_is_stored_absolute_and_the_same_folder_is_no_change_on_resume(tmp_path,
-                                                                               monkeypatch):
+@pytest.mark.parametrize("name, flag", [("data_dir", "--data-dir"), ("weights", "--weights")])
+def test_input_paths_are_stored_absolute_and_the_same_path_is_no_change_on_resume(
+        tmp_path, monkeypatch, name, flag):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    config = resolve_config(None, {"data_dir": "data/../data/eyes", "steps": 1})
-    assert config.data_dir == str(tmp_path / "data" / "eyes")
-    assert resolve_config(None, {"data_dir": "~/eyes"}).data_dir == str(tmp_path / "home/eyes")
-    assert resolve_config(None, {}).data_dir is None  # not given: $TFX_DATA_DIR/<name> later
+    config = resolve_config(None, {name: "data/../data/eyes", "steps": 1})
+    assert getattr(config, name) == str(tmp_path / "data" / "eyes")
+    assert getattr(resolve_config(None, {name: "~/eyes"}), name) == str(tmp_path / "home/eyes")
+    assert getattr(resolve_config(None, {}), name) is None  # not given
     run = tmp_path / "run"
     run.mkdir()
     (tmp_path / "home").mkdir()
     write(run / "config.yaml", config.to_dict())
-    monkeypatch.chdir(tmp_path / "home")  # elsewhere, the stored folder is still the one read
-    assert resume_config(run, {"steps": 2}).data_dir == str(tmp_path / "data" / "eyes")
-    assert resume_config(run, {"data_dir": "../data/eyes"}).steps == 1  # same folder
-    with pytest.raises(ConfigError, match="Cannot change --data-dir"):
-        resume_config(run, {"data_dir": "data/eyes"})  # relative to here: another folder
+    monkeypatch.chdir(tmp_path / "home")  # elsewhere, the stored path is still the one read
+    assert getattr(resume_config(run, {"steps": 2}), name) == str(tmp_path / "data" / "eyes")
+    assert resume_config(run, {name: "../data/eyes"}).steps == 1  # same path
+    with pytest.raises(ConfigError, match=f"Cannot change {flag}"):
+        resume_config(run, {name: "data/eyes"})  # relative to here: another path
 
 
 def test_train_size_subset_is_seeded_and_stratified():

@@ -141,10 +141,11 @@ def save_command(
     from transfusion_cli.data.build import parse_option_pairs
     from transfusion_cli.data.samples import save_samples
     from transfusion_cli.data.source import DataSource
-    from transfusion_cli.outputs import refuse_overwriting_inputs
+    from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
-    refuse_overwriting_inputs({"--out": out_dir}, data_dirs=DataSource.named(
-        data, data_dir, parse_option_pairs(option or [])).input_roots())
+    refuse_overwriting_inputs({"--out": OutputFolder(out_dir, "the sample PNGs")},
+                              data_dirs=DataSource.named(
+                                  data, data_dir, parse_option_pairs(option or [])).input_roots())
     bundle = load_bundle(data, data_dir, option, data_seed, image_size)
     paths = save_samples(bundle, out_dir, n, split, seed=data_seed)
     info(f"Wrote {len(paths)} {data} {split} images to {out_dir}.")

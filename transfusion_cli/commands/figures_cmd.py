@@ -67,11 +67,12 @@ def figures_command(
     """Draw the paper's representation figures from a sweep or study (PNG + JSON)."""
     from transfusion_cli.compare.figure_plots import make_figures
     from transfusion_cli.compare.figures import FIGURES, FigureSettings, sweep_folders
-    from transfusion_cli.outputs import refuse_overwriting_inputs
+    from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     measure = chosen_measure(measure, metric_alias, DEFAULT_MEASURE, "figures")
     folders = sweep_folders(sweep)
-    refuse_overwriting_inputs({"--out": out}, inputs=[f.plan for f in folders])
+    refuse_overwriting_inputs({"--out": OutputFolder(out, "the figures")},
+                              inputs=[f.plan for f in folders])
     settings = FigureSettings(measure=measure, samples=samples, split=split, seed=seed,
                               device=device, transfer=transfer)
     names = FIGURES if figure == Figure.all else (figure.value,)

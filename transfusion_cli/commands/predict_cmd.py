@@ -85,10 +85,11 @@ def predict_command(
     )
     from transfusion_cli.errors import DataError
     from transfusion_cli.io import write_text
-    from transfusion_cli.outputs import refuse_overwriting_inputs
+    from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     paths = collect_images(images)
-    refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": heatmaps},
+    folder = None if heatmaps is None else OutputFolder(heatmaps, "the heatmap overlays")
+    refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": folder},
                               inputs=[model, *paths],
                               data_dirs=[folder for folder in images if folder.is_dir()])
     classifier = OnnxClassifier(model, provider.value, threshold=threshold,

@@ -16,7 +16,7 @@ from typing import Any
 
 from transfusion_cli import __version__
 from transfusion_cli.errors import CheckpointError, ConfigError
-from transfusion_cli.io import write_json
+from transfusion_cli.io import stored_path, write_json
 from transfusion_cli.runfolder import PLAN_FILE, SWEEP_FORMAT, SWEEP_KIND, SweepFolder, check_name
 
 PLAN_VERSION = 1
@@ -263,11 +263,9 @@ def make_plan(*, data: str, archs: list[str], inits: list[str], seeds: list[int]
     if duplicates:
         raise ConfigError(f"Two cells would share the folder {duplicates[0]}; give checkpoint "
                           "files different names.")
-    from transfusion_cli.data.build import stored_data_dir
-
     fit = dict(fit)
     if fit.get("data_dir"):  # cells (perhaps SLURM jobs) read it from any working directory
-        fit["data_dir"] = stored_data_dir(fit["data_dir"])
+        fit["data_dir"] = stored_path(fit["data_dir"])
     return Plan(data=data, fit=selecting_by(fit, metric), target_metric=target_metric,
                 metric=metric, cells=cells)
 
@@ -308,11 +306,9 @@ def merge_plan(directory: str | Path, plan: Plan) -> Plan:
     claim_folder(directory, SWEEP_KIND)
     path = SweepFolder(directory).plan
     if path.is_file():
-        from transfusion_cli.data.build import stored_data_dir
-
         saved = load_plan(directory)
         if saved.fit.get("data_dir"):  # a plan written before data_dir was stored absolute
-            saved.fit["data_dir"] = stored_data_dir(saved.fit["data_dir"])
+            saved.fit["data_dir"] = stored_path(saved.fit["data_dir"])
         if saved.shared() != plan.shared():
             differences = _differences(saved.shared(), plan.shared())
             raise ConfigError(f"{directory} holds a sweep with other settings ({differences}); "

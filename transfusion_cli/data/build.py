@@ -42,12 +42,6 @@ def resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> Path | No
     return None
 
 
-def stored_data_dir(data_dir: str | os.PathLike | None) -> str | None:
-    """``--data-dir`` as a run or plan stores it: absolute (``~`` expanded, links kept), so
-    the run reads the same folder from any working directory."""
-    return os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None
-
-
 def cache_root() -> Path:
     """Where preprocessed-image caches live: ``$TFX_CACHE_DIR`` or the user cache dir."""
     root = env.value("TFX_CACHE_DIR")

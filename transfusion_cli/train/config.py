@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from transfusion_cli.errors import ConfigError
+from transfusion_cli.io import stored_path
 from transfusion_cli.runfolder import RunFolder
 from transfusion_cli.train.settings import (
     BY_NAME,
@@ -24,6 +25,8 @@ from transfusion_cli.train.settings import (
 
 # Switches that delete or take over an existing run: command line only, never in a YAML file.
 DESTRUCTIVE_SWITCHES = {"overwrite": False, "resume": None}
+# Input paths a run stores absolute, so that it reads the same files from any folder.
+INPUT_PATHS = ("data_dir", "weights")
 
 
 @dataclass
@@ -169,10 +172,9 @@ def resolve_config(config_file: str | Path | None = None,
     values: dict[str, Any] = {}
     for source, layer in layers:
         values = merge_layer(values, layer, source)
-    from transfusion_cli.data.build import stored_data_dir  # imports torch: not at module level
-
     config = FitConfig(**values)
-    config.data_dir = stored_data_dir(config.data_dir)  # config.yaml works from any folder
+    for name in INPUT_PATHS:  # config.yaml (and a resume) works from any folder
+        setattr(config, name, stored_path(getattr(config, name)))
     validate(config)
     return config
 
@@ -192,11 +194,10 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> FitConfig:
     """The config of the run in ``run_dir``, with only the settings a resume may change."""
     saved = load_config_file(RunFolder(run_dir).config)
     given = {k: v for k, v in overrides.items() if v is not None and k != "resume"}
-    if given.get("data_dir"):  # the same folder, typed relative to here, is no change
-        from transfusion_cli.data.build import stored_data_dir
-
-        given["data_dir"] = stored_data_dir(given["data_dir"])
-        saved["data_dir"] = stored_data_dir(saved.get("data_dir"))
+    for name in INPUT_PATHS:  # the same file or folder, typed relative to here, is no change
+        if given.get(name):
+            given[name] = stored_path(given[name])
+            saved[name] = stored_path(saved.get(name))
     changed = sorted(k for k, v in given.items()
                      if k not in RESUMABLE_CHANGES and saved.get(k) != v and k != "overwrite")
     if changed:
