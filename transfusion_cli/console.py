@@ -5,6 +5,7 @@ named ``scan[/1].png`` prints as itself), and every control character (an escape
 in a file name, a carriage return, a bidi override) is shown as its escape (``\\x1b``),
 never passed raw to the terminal. ``terminal_safe`` is that one sanitiser; the consoles apply
 it to every piece of text they render, so table cells and rich ``Text`` are covered too.
+Warnings and info lines are one line each: ``single_line`` also escapes their line breaks.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def terminal_safe(text: Any) -> str:
     """``text`` as a string whose control characters are shown as escapes (``\\x1b``,
     ``\\u202e``): safe to write to a terminal, newlines and tabs kept."""
     return CONTROL_CHARACTERS.sub(lambda m: ascii(m.group())[1:-1], str(text))
+
+
+def single_line(text: Any) -> str:
+    """``terminal_safe(text)`` with line breaks shown as escapes too: a file name holding
+    ``\n`` cannot start a line of its own (a forged ``Error:``) in a one-line message."""
+    return terminal_safe(text).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def plain(text: Any, style: str = "") -> Text:
@@ -105,12 +112,12 @@ def print_json_lines(records: Iterable[Any]) -> None:
 
 def warn(message: str) -> None:
     """One warning line on stderr (``message`` is plain text, never markup)."""
-    err.print(Text.assemble(("warning:", "yellow"), " ", plain(message)))
+    err.print(Text.assemble(("warning:", "yellow"), " ", Text(single_line(message))))
 
 
 def info(message: str) -> None:
     """One progress/info line on stderr (plain text, never markup)."""
-    err.print(plain(message))
+    err.print(Text(single_line(message)))
 
 
 def error_line(message: Any) -> str:

@@ -69,6 +69,18 @@ def test_warnings_show_markup_literally(capsys):
     assert "plugin [bold]x[/bold] and scan[/1].png" in capsys.readouterr().err
 
 
+def test_a_line_break_in_a_name_cannot_forge_a_line_of_its_own(capsys):
+    """A file name holding a newline stays inside its one warning or info line."""
+    from transfusion_cli.console import info, warn
+
+    name = "eye.png\nError: forged\rwarning: also forged"
+    warn(f"{name}: looks synthetic")
+    info(f"wrote {name}")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["warning: eye.png\\nError: forged\\rwarning: also forged: looks synthetic",
+                     "wrote eye.png\\nError: forged\\rwarning: also forged"]
+
+
 @pytest.mark.parametrize(("text", "shown"), [
     (f"a{ESC}[31mb", "a\\x1b[31mb"),
     ("a\rb", "a\\rb"),
