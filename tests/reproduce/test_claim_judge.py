@@ -196,8 +196,10 @@ def test_evidence_format_errors_name_the_field(tmp_path):
 def test_judge_command_table_json_and_errors(tfx, tmp_path):
     result = tfx("reproduce", "--judge", "paper")
     assert result.exit_code == 0, result.stderr
-    for claim in CLAIMS:
-        assert claim in result.stdout
+    # Piped: one line per claim, as `tfx reproduce` prints them, not a table thousands wide.
+    lines = result.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines[1:len(CLAIMS) + 1]] == CLAIMS
+    assert "┃" not in result.stdout
     assert "consistent" in result.stdout and "not run" in result.stdout
     assert "Evidence source: published" in result.stdout
     assert "published-summary rule" in result.stdout
@@ -225,3 +227,12 @@ def test_judge_command_shows_file_strings_as_text(tfx, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "\x1b[31m" not in result.stdout and "\u202e" not in result.stdout
     assert "[bold red]x[/bold red]" in result.stdout  # shown literally, never interpreted
+
+
+def test_judge_draws_a_table_on_a_terminal(tfx, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    result = tfx("reproduce", "--judge", "paper")
+    assert result.exit_code == 0, result.stderr
+    assert "┃ claim" in result.stdout and all(f"│ {claim}" in result.stdout for claim in CLAIMS)

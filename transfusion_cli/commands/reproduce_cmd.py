@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,6 +20,9 @@ from transfusion_cli.commands.options import (
 )
 from transfusion_cli.console import info, print_json
 from transfusion_cli.runfolder import OUTPUTS_DIR, StudyFolder
+
+if TYPE_CHECKING:
+    from transfusion_cli.reproduce.verdicts import Verdict
 
 SLURM = "SLURM (--executor slurm; flags win over the profile's slurm: section)"
 EXAMPLES = examples(
@@ -109,15 +113,15 @@ def reproduce_command(
         print_json({"out": str(out), "wall_time_s": time.perf_counter() - started,
                     "verdicts": [v.to_dict() for v in result.verdicts]})
     else:
-        for verdict in result.verdicts:
-            sys.stdout.write(verdict.line() + "\n")
+        _print_lines(result.verdicts)
     info(f"Report: {StudyFolder(out).report} and report.html ({time.perf_counter() - started:.0f}"
          " s).")
 
 
 
 def _print_judgement(spec: str, json_output: bool) -> None:
-    """``--judge``: the verdicts of an evidence file, as a table or JSON."""
+    """``--judge``: the verdicts of an evidence file: a table on a terminal, a line per claim
+    when piped, or JSON."""
     from transfusion_cli.console import out
     from transfusion_cli.reproduce.claims import judge_file
     from transfusion_cli.reproduce.verdict_report import provenance_text, rich_table, verdicts_data
@@ -127,5 +131,18 @@ def _print_judgement(spec: str, json_output: bool) -> None:
         print_json({"evidence": spec, "title": evidence.title, "source": evidence.source,
                     **verdicts_data(verdicts, settings)})
         return
-    out.print(rich_table(verdicts, f"Verdicts: {evidence.title or spec}"))
+    title = f"Verdicts: {evidence.title or spec}"
+    if out.is_terminal:
+        out.print(rich_table(verdicts, title))
+    else:  # a pipe or a file: a table as wide as its longest reason helps nobody
+        out.print(title, soft_wrap=True)
+        _print_lines(verdicts)
     out.print(provenance_text(evidence.source, settings))
+
+
+def _print_lines(verdicts: list[Verdict]) -> None:
+    """One line per claim on stdout (``Verdict.line``), file strings shown as text."""
+    from transfusion_cli.console import out
+
+    for verdict in verdicts:
+        out.print(verdict.line(), soft_wrap=True)
