@@ -82,6 +82,23 @@ def stored_path(path: str | os.PathLike | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
+def make_folder(folder: str | os.PathLike) -> list[Path]:
+    """Make ``folder`` and its missing parents; returns the folders it made, outermost first."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_made_folders(made: list[Path]) -> None:
+    """Remove the folders ``make_folder`` made, innermost first, as long as they are empty."""
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): what is in it stays
+            return
+
+
 def check_writable(path: str | os.PathLike, flag: str) -> None:
     """Raise OutputPathError unless ``path`` can be created or replaced (checked before any work
     starts; probes the nearest existing folder with a temp file that is removed at once)."""

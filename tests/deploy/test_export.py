@@ -247,10 +247,13 @@ def test_calibration_dataset_with_other_channels_is_refused(tmp_path):
 
 def test_failed_parity_writes_nothing(tmp_path):
     ckpt = make_ckpt(tmp_path / "m.pt", "cbr-tiny", retina_info(32))
-    out = tmp_path / "sub" / "model.onnx"
+    mine = tmp_path / "mine"  # the user's folder stays; the two export made below it go
+    mine.mkdir()
+    out = mine / "new" / "deeper" / "model.onnx"
     with pytest.raises(ExportError, match="disagree.*nothing was written"):
         export_checkpoint(ExportSettings(checkpoint=ckpt, out=out, tolerance=0.0))
-    assert list((tmp_path / "sub").iterdir()) == []  # no model, no report, no temp folder
+    assert sorted(tmp_path.iterdir()) == [ckpt, mine]
+    assert list(mine.iterdir()) == []  # no model, no report, no temp folder, no empty folder
 
 
 def test_float32_rounding_is_named_when_parity_fails(tmp_path):

@@ -64,7 +64,14 @@ from transfusion_cli.deploy.ort_session import (
 from transfusion_cli.deploy.quantize import QUANTIZE_CHOICES, convert_fp16, quantize_int8
 from transfusion_cli.deploy.triton import model_name, write_triton_repo
 from transfusion_cli.errors import ConfigError, DataError, ExportError
-from transfusion_cli.io import make_temp_dir, storage_error, storage_failure, write_json
+from transfusion_cli.io import (
+    make_folder,
+    make_temp_dir,
+    remove_made_folders,
+    storage_error,
+    storage_failure,
+    write_json,
+)
 from transfusion_cli.limits import MIN_IMAGE_SIZE
 from transfusion_cli.models.checkpoint import file_sha256
 from transfusion_cli.models.trained import load_trained
@@ -524,8 +531,9 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
         outputs = (OUTPUT_NAME, HEATMAP_NAME)
         metadata = dataclasses.replace(metadata, heatmap_output=HEATMAP_NAME)
 
-    settings.out.parent.mkdir(parents=True, exist_ok=True)
+    made = make_folder(settings.out.parent)
     workdir = make_temp_dir(settings.out.parent, "export")  # pid in its name: see io.py
+    exported = False
     try:
         fp32_path = workdir / "model.fp32.onnx"
         progress(f"exporting {metadata.architecture} with the {EXPORTER} exporter, "
@@ -596,12 +604,15 @@ def export_checkpoint(settings: ExportSettings, progress=lambda message: None) -
                 (targets[precision], dataclasses.replace(metadata, precision=precision))
                 for precision in written])
             progress(f"wrote the Triton model repository {settings.triton_repo}")
+        exported = True
     except Exception as exc:  # a full disk or a size limit, however the writer wrapped it
         if (failure := storage_failure(exc)) is None:
             raise
         raise storage_error(settings.out, failure) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if not exported:  # a failed export leaves no empty folder of its own behind
+            remove_made_folders(made)
     return report
 
 
