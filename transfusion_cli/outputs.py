@@ -4,7 +4,8 @@
   dataset it reads (``data.build.DataSource.input_roots``: image folders, CSV manifests and
   their image roots, ``.npz`` files; symlinks resolved, and the path as typed checked too);
 - a file output that exists is replaced only when tfx wrote it (``OutputFile.made_by_tfx``:
-  ONNX metadata, a JSON ``format`` key, a card's marker line), and is never a folder;
+  ONNX metadata, a JSON ``format`` key, a card's marker line, a PNG's ``Software`` text), and
+  is never a folder;
 - a folder a command writes its files into (``OutputFolder``) is never an existing file;
 - a folder that `fit`, `compare-inits` or `reproduce` fills (``claim_folder``) is new, empty,
   or one tfx made as that kind (``runfolder.FolderKind``: its marker file says so);
@@ -25,6 +26,7 @@ from transfusion_cli.runfolder import FOLDER_KINDS, FolderKind
 
 PathLike = str | os.PathLike
 TFX_HIDDEN_PREFIX = ".tfx-"  # tfx's lock and temp files (io.TEMP_PATTERN, runfolder.LOCK_FILE)
+PNG_SOFTWARE = "tfx"  # the Software text of every PNG tfx draws: how it knows its own
 
 
 class OutputOverlapError(ConfigError):
@@ -154,6 +156,17 @@ def has_json_format(path: Path, formats: Iterable[str], legacy_keys: Iterable[st
         return data["format"] in set(formats)
     legacy = tuple(legacy_keys)
     return bool(legacy) and all(key in data for key in legacy)
+
+
+def png_made_by_tfx(path: Path) -> bool:
+    """Whether ``path`` is a PNG tfx drew (its ``Software`` text is ``PNG_SOFTWARE``)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == PNG_SOFTWARE
+    except (OSError, ValueError, SyntaxError):  # not an image PIL can read
+        return False
 
 
 def folder_made_by_tfx(root: PathLike, kind: FolderKind) -> bool:

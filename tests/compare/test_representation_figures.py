@@ -263,3 +263,20 @@ def test_no_sweep_and_a_sweep_without_pairs_are_one_line_errors(tfx, sweep, tmp_
         result = _figures(tfx, "layers", str(sweep), "--out", str(tmp_path / "f"), *flags)
         assert result.exit_code != 0 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_figures_never_replace_files_tfx_did_not_write(tfx, sweep, figures_all, tmp_path):
+    from transfusion_cli.outputs import png_made_by_tfx
+
+    written, _ = figures_all
+    ours = written["figures"]["layers"]
+    assert png_made_by_tfx(Path(ours["image"]))
+    assert json.loads(Path(ours["numbers"]).read_text())["format"] == "tfx-figure/1"
+    out = tmp_path / "figs"
+    out.mkdir()
+    mine = out / "layers.png"
+    mine.write_bytes(b"the user's own")
+    result = _figures(tfx, "layers", sweep, "--out", out, "--samples", SAMPLES)
+    assert result.exit_code == 1
+    assert f"--out {mine} exists and was not written by tfx" in result.error_line()
+    assert list(out.iterdir()) == [mine] and mine.read_bytes() == b"the user's own"

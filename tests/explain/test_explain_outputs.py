@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from explain_helpers import noise_png
 from fit_helpers import one_thread
@@ -135,3 +136,35 @@ def test_explain_checks_inputs_exactly_as_predict_does(explain, explain_checkpoi
     warnings = records[str(wide)]["warnings"]
     assert expected and all(w in warnings for w in expected)
     assert any("synthetic data" in w for w in warnings)
+
+
+def test_overlays_never_replace_a_png_tfx_did_not_draw(explain, explain_checkpoint, tmp_path):
+    """A user's eye.gradcam.png in --out is refused before the work and kept; the overlays tfx
+    drew there are replaced when explained again."""
+    image = noise_png(tmp_path / "eye.png", seed=1)
+    out = tmp_path / "h"
+    explain(explain_checkpoint, image, "--out", out).check()
+    explain(explain_checkpoint, image, "--out", out).check()  # its own PNGs: replaced
+    mine = out / "eye.gradcam.png"
+    noise_png(mine, seed=5)  # now a PNG the user made
+    before = snapshot_tree(tmp_path)
+    result = explain(explain_checkpoint, image, "--out", out)
+    assert result.exit_code == 1
+    assert f"--out {mine} exists and was not written by tfx" in result.error_line()
+    assert tree_changes(before, snapshot_tree(tmp_path)) == []
+
+
+def test_the_overlay_writer_itself_never_replaces_a_foreign_file(tmp_path):
+    from transfusion_cli.deploy.overlays import OverlayText, overlay_png, write_overlay
+    from transfusion_cli.outputs import NotMadeByTfxError, png_made_by_tfx
+
+    png = overlay_png(np.zeros((16, 16, 3), np.uint8), np.ones((4, 4)), OverlayText("t", "c"),
+                      1.0)
+    ours, theirs = tmp_path / "a.heatmap.png", tmp_path / "b.heatmap.png"
+    write_overlay(ours, png, "--heatmaps")
+    assert png_made_by_tfx(ours) and ours.read_bytes() == png
+    write_overlay(ours, png, "--heatmaps")  # tfx's own: replaced
+    theirs.write_bytes(b"not tfx's")
+    with pytest.raises(NotMadeByTfxError, match="not written by tfx"):
+        write_overlay(theirs, png, "--heatmaps")
+    assert theirs.read_bytes() == b"not tfx's" and not png_made_by_tfx(theirs)

@@ -182,6 +182,25 @@ def test_predict_heatmaps_into_a_file_is_refused_before_inference(tfx, models, t
     assert notes.read_text() == "mine"
 
 
+def test_predict_heatmaps_never_replace_a_png_tfx_did_not_draw(tfx, models, tmp_path,
+                                                              monkeypatch):
+    _, model_path, _ = models["retina"]
+    image = models["fundus"][0]
+    out = tmp_path / "maps"
+    out.mkdir()
+    mine = out / f"{image.stem}.heatmap.png"
+    mine.write_bytes(b"the user's own")
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("predicted before checking --heatmaps")
+
+    monkeypatch.setattr(OnnxClassifier, "predict_files", no_work)
+    result = tfx("predict", str(model_path), str(image), "--heatmaps", str(out))
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"--heatmaps {mine} exists and was not written by tfx" in result.stderr
+    assert mine.read_bytes() == b"the user's own"
+
+
 def test_overlay_draws_nothing_outside_the_mask():
     """Two renders that differ only in the heatmap differ only inside the mask."""
     size = 64

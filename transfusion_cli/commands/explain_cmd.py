@@ -28,6 +28,7 @@ def explain_command(
 ) -> None:
     """Grad-CAM heatmaps of the score a model is judged by, overlaid on each input image."""
     from transfusion_cli.data.batches import checkpoint_input_roots
+    from transfusion_cli.deploy.overlays import refuse_foreign_overlays
     from transfusion_cli.errors import DataError
     from transfusion_cli.evaluation.explain import explain_images
     from transfusion_cli.models.checkpoint import checkpoint_dataset_info, load_checkpoint
@@ -38,6 +39,8 @@ def explain_command(
                               inputs=[checkpoint, *images],
                               data_dirs=checkpoint_input_roots(
                                   recorded, checkpoint_dataset_info(recorded)))
+    refuse_foreign_overlays("--out", out_dir, [str(i) for i in images],
+                            [f".{m}.png" for m in method])
     results = explain_images(checkpoint, images, out_dir, method, layer)
     explained = [r for r in results if r.error is None]
     for message in results[0].model_warnings:  # as `tfx predict` warns: the model's once,

@@ -76,7 +76,9 @@ def predict_command(
              "onnxruntime only, from the model's heatmap output).", show_default=False),
 ) -> None:
     """Predict image files with an exported model; preprocessing comes from its metadata."""
+    from transfusion_cli.deploy.overlays import refuse_foreign_overlays
     from transfusion_cli.deploy.predict import (
+        HEATMAP_SUFFIX,
         OnnxClassifier,
         collect_images,
         json_record,
@@ -92,6 +94,9 @@ def predict_command(
     refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": folder},
                               inputs=[model, *paths],
                               data_dirs=[folder for folder in images if folder.is_dir()])
+    if heatmaps is not None:
+        refuse_foreign_overlays("--heatmaps", heatmaps, [str(p) for p in paths],
+                                [HEATMAP_SUFFIX])
     classifier = OnnxClassifier(model, provider.value, threshold=threshold,
                                 operating_point=operating_point)
     if heatmaps is not None:

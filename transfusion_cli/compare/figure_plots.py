@@ -24,6 +24,13 @@ from transfusion_cli.compare.figures import (
     short_label,
 )
 from transfusion_cli.io import atomic_write, write_json
+from transfusion_cli.outputs import (
+    PNG_SOFTWARE,
+    OutputFile,
+    has_json_format,
+    png_made_by_tfx,
+    refuse_replacing_foreign_file,
+)
 
 KIND_COLOURS = {TRANSFER_VS_RANDOM: "tab:orange", RANDOM_VS_RANDOM: "tab:blue"}
 # Which part of the numbers each figure shows.
@@ -32,9 +39,27 @@ HEADER_KEYS = ("measure", "measure_description", "spread", "min_points_per_neuro
                "sources", "settings", "skipped", "groups", "low_data", "failed")
 
 
+FIGURE_FORMAT = "tfx-figure/1"  # the "format" of OUT/<name>.json
+
+
 def _save(fig, path: Path) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120,
-                                                      bbox_inches="tight"))
+                                                      bbox_inches="tight",
+                                                      metadata={"Software": PNG_SOFTWARE}))
+
+
+def _figure_json_by_tfx(path: Path) -> bool:
+    return has_json_format(path, (FIGURE_FORMAT,), legacy_keys=("figure", "measure"))
+
+
+def refuse_foreign_figures(flag: str, out: str | os.PathLike, names: Sequence[str]) -> None:
+    """NotMadeByTfxError when OUT/<name>.png or .json exists and tfx did not write it: checked
+    before the work and again before the first file is written."""
+    for name in names:
+        refuse_replacing_foreign_file(flag, OutputFile(Path(out) / f"{name}.png",
+                                                       png_made_by_tfx))
+        refuse_replacing_foreign_file(flag, OutputFile(Path(out) / f"{name}.json",
+                                                       _figure_json_by_tfx))
 
 
 def _footnote(fig, numbers: dict[str, Any], marked: bool) -> None:
@@ -192,6 +217,7 @@ def write_figures(numbers: dict[str, Any], out: str | os.PathLike,
     """OUT/<name>.png and OUT/<name>.json (the numbers it shows, with the measure, spread,
     probe and skipped cells) for each of ``names`` that the numbers can draw."""
     out = Path(out)
+    refuse_foreign_figures("--out", out, names)
     out.mkdir(parents=True, exist_ok=True)
     header = {key: numbers[key] for key in HEADER_KEYS if key in numbers}
     written = {}
@@ -201,7 +227,8 @@ def write_figures(numbers: dict[str, Any], out: str | os.PathLike,
         image = PLOTS[name](numbers, out / f"{name}.png")
         key = FIGURE_KEYS[name]
         data = write_json(out / f"{name}.json",
-                          _finite({"figure": name, **header, key: numbers[key]}))
+                          _finite({"format": FIGURE_FORMAT, "figure": name, **header,
+                                   key: numbers[key]}))
         written[name] = (image, data)
     return written
 

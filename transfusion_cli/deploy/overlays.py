@@ -18,6 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from transfusion_cli.deploy.heatmaps import upsample
+from transfusion_cli.outputs import (
+    PNG_SOFTWARE,
+    OutputFile,
+    png_made_by_tfx,
+    refuse_replacing_foreign_file,
+)
 
 COLOUR_MAP = "inferno"
 HEATMAP_ALPHA = 0.55
@@ -72,7 +78,8 @@ def overlay_png(image: np.ndarray, heatmap: np.ndarray, text: OverlayText, vmax:
         figure.text(0.04, 0.015, text.warning, fontsize=7.5, color="#b00020", va="bottom",
                     ha="left", wrap=True, weight="bold", parse_math=False)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": PNG_SOFTWARE},
+                   pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
@@ -90,3 +97,21 @@ def unique_stems(images: list[str]) -> list[str]:
         used.add(name.casefold())
         stems.append(name)
     return stems
+
+
+def refuse_foreign_overlays(flag: str, folder: Path, images: list[str],
+                            suffixes: list[str]) -> None:
+    """NotMadeByTfxError, before any work, when a name the overlays of ``images`` may take in
+    ``folder`` (``<stem><suffix>``, numbered stems included) is a file tfx did not draw."""
+    for stem in unique_stems(images):
+        for suffix in suffixes:
+            refuse_replacing_foreign_file(flag, OutputFile(folder / f"{stem}{suffix}",
+                                                           png_made_by_tfx))
+
+
+def write_overlay(path: Path, png: bytes, flag: str) -> Path:
+    """Write ``png`` to ``path`` atomically, never over a file tfx did not draw."""
+    from transfusion_cli.io import atomic_write
+
+    refuse_replacing_foreign_file(flag, OutputFile(path, png_made_by_tfx))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(png))

@@ -44,6 +44,7 @@ from transfusion_cli.scores import probabilities
 # Without a validated operating point (or --threshold), a label (multi-label, binary) or
 # "referable" is called positive at this uncalibrated probability (deploy/decisions.py).
 DECISION_THRESHOLD = UNCALIBRATED_THRESHOLD
+HEATMAP_SUFFIX = ".heatmap.png"  # <image stem>.heatmap.png: predict --heatmaps' overlay names
 
 
 @dataclass
@@ -354,8 +355,7 @@ def write_heatmaps(classifier: OnnxClassifier, results: Sequence[ImageResult],
     """Write ``<image stem>.heatmap.png`` overlays of the predicted ``results`` (from
     ``predict_files(..., heatmaps=True)``) into ``folder``, on one scale; numbered
     ``<stem>-2.heatmap.png`` ... when stems repeat. Sets each result's ``heatmap_file``."""
-    from transfusion_cli.deploy.overlays import unique_stems
-    from transfusion_cli.io import atomic_write
+    from transfusion_cli.deploy.overlays import unique_stems, write_overlay
 
     folder = Path(folder)
     drawn = [r for r in results if r.heatmap is not None]
@@ -363,8 +363,7 @@ def write_heatmaps(classifier: OnnxClassifier, results: Sequence[ImageResult],
     written = []
     for result, stem in zip(drawn, unique_stems([r.image for r in drawn]), strict=True):
         png = classifier.overlay_png(result, classifier.prepare(result.image), scale)
-        path = atomic_write(folder / f"{stem}.heatmap.png",
-                            lambda tmp, data=png: tmp.write_bytes(data))
+        path = write_overlay(folder / f"{stem}{HEATMAP_SUFFIX}", png, "--heatmaps")
         result.heatmap_file = str(path)
         written.append(path)
     return written

@@ -293,8 +293,12 @@ def write_overlays(results: Sequence[Explanation], inputs: Sequence[np.ndarray],
     colour scale per method across all results; a stem that two images share is numbered
     (``eye``, ``eye-2``: deploy/overlays.py ``unique_stems``), so no overlay replaces another."""
     from transfusion_cli.deploy.heatmaps import batch_scale, field_of_view
-    from transfusion_cli.deploy.overlays import OverlayText, overlay_png, unique_stems
-    from transfusion_cli.io import atomic_write
+    from transfusion_cli.deploy.overlays import (
+        OverlayText,
+        overlay_png,
+        unique_stems,
+        write_overlay,
+    )
 
     methods = list(results[0].heatmaps) if results else []
     scales = {m: batch_scale([r.heatmaps[m] for r in results]) for m in methods}
@@ -311,5 +315,5 @@ def write_overlays(results: Sequence[Explanation], inputs: Sequence[np.ndarray],
                 warning="; ".join(model_warnings) or None)
             png = overlay_png(prepared, result.heatmaps[method], text, scales[method], mask)
             target_path = out_dir / f"{stem}.{method}.png"
-            atomic_write(target_path, lambda tmp, data=png: tmp.write_bytes(data))
+            write_overlay(target_path, png, "--out")
             result.files[method] = str(target_path)
