@@ -90,8 +90,8 @@ def predict_command(
     from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     paths = collect_images(images)
-    folder = None if heatmaps is None else OutputFolder(heatmaps, "the heatmap overlays")
-    refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": folder},
+    overlays = None if heatmaps is None else OutputFolder(heatmaps, "the heatmap overlays")
+    refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": overlays},
                               inputs=[model, *paths],
                               data_dirs=[folder for folder in images if folder.is_dir()])
     if heatmaps is not None:

@@ -118,7 +118,6 @@ def reproduce_command(
          " s).")
 
 
-
 def _print_judgement(spec: str, json_output: bool) -> None:
     """``--judge``: the verdicts of an evidence file: a table on a terminal, a line per claim
     when piped, or JSON."""
