@@ -51,10 +51,12 @@ class OutputFile:
 @dataclass(frozen=True)
 class OutputFolder:
     """A folder a command writes its files into, made when missing; ``holds`` names those
-    files in the refusal when the path is an existing file."""
+    files in the refusal when the path is an existing file, and ``files`` are the ones it may
+    write there, each refused like an ``OutputFile`` when it exists and tfx did not write it."""
 
     path: PathLike
     holds: str = "its files"
+    files: tuple[OutputFile, ...] = ()
 
 
 def _real(path: PathLike) -> Path:
@@ -76,8 +78,8 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | OutputFile | OutputF
     inside one of ``data_dirs`` (every file and folder a dataset reads), or is a folder holding
     either; symlinks and hard links count as the same file. Then NotMadeByTfxError for an
     ``OutputFile`` that is a folder or a file tfx did not write, or an ``OutputFolder`` that is
-    a file, and OutputPathError for an output that cannot be written: all before the first
-    byte is written."""
+    a file or holds such a file among its ``files``, and OutputPathError for an output that
+    cannot be written: all before the first byte is written."""
     real_inputs = [(Path(p), _real(p)) for p in inputs if p is not None]
     real_dirs = [(Path(d), _forms(d)) for d in data_dirs if d is not None]
     paths = {flag: (o.path if isinstance(o, OutputFile | OutputFolder) else o)
@@ -108,6 +110,8 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | OutputFile | OutputF
             refuse_replacing_foreign_file(flag, output)
         elif isinstance(output, OutputFolder):
             refuse_file_as_folder(flag, output)
+            for file in output.files:
+                refuse_replacing_foreign_file(flag, file)
     for flag, output in paths.items():  # then writability, before any work starts
         check_writable(output, flag)
 

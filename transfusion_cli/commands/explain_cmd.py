@@ -28,19 +28,18 @@ def explain_command(
 ) -> None:
     """Grad-CAM heatmaps of the score a model is judged by, overlaid on each input image."""
     from transfusion_cli.data.batches import checkpoint_input_roots
-    from transfusion_cli.deploy.overlays import refuse_foreign_overlays
+    from transfusion_cli.deploy.overlays import overlay_files
     from transfusion_cli.errors import DataError
     from transfusion_cli.evaluation.explain import explain_images
     from transfusion_cli.models.checkpoint import checkpoint_dataset_info, load_checkpoint
     from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     recorded = load_checkpoint(checkpoint)  # the data it was trained on are never written into
-    refuse_overwriting_inputs({"--out": OutputFolder(out_dir, "the heatmap PNGs")},
+    overlays = overlay_files(out_dir, [str(i) for i in images], [f".{m}.png" for m in method])
+    refuse_overwriting_inputs({"--out": OutputFolder(out_dir, "the heatmap PNGs", overlays)},
                               inputs=[checkpoint, *images],
                               data_dirs=checkpoint_input_roots(
                                   recorded, checkpoint_dataset_info(recorded)))
-    refuse_foreign_overlays("--out", out_dir, [str(i) for i in images],
-                            [f".{m}.png" for m in method])
     results = explain_images(checkpoint, images, out_dir, method, layer)
     explained = [r for r in results if r.error is None]
     for message in results[0].model_warnings:  # as `tfx predict` warns: the model's once,

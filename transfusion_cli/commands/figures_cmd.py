@@ -65,18 +65,18 @@ def figures_command(
                                  "low-data blocks as JSON."),
 ) -> None:
     """Draw the paper's representation figures from a sweep or study (PNG + JSON)."""
-    from transfusion_cli.compare.figure_plots import make_figures, refuse_foreign_figures
+    from transfusion_cli.compare.figure_plots import figure_files, make_figures
     from transfusion_cli.compare.figures import FIGURES, FigureSettings, sweep_folders
     from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     measure = chosen_measure(measure, metric_alias, DEFAULT_MEASURE, "figures")
     folders = sweep_folders(sweep)
-    refuse_overwriting_inputs({"--out": OutputFolder(out, "the figures")},
+    names = FIGURES if figure == Figure.all else (figure.value,)
+    refuse_overwriting_inputs({"--out": OutputFolder(out, "the figures",
+                                                     figure_files(out, names))},
                               inputs=[f.plan for f in folders])
     settings = FigureSettings(measure=measure, samples=samples, split=split, seed=seed,
                               device=device, transfer=transfer)
-    names = FIGURES if figure == Figure.all else (figure.value,)
-    refuse_foreign_figures("--out", out, names)
     written, numbers = make_figures(names, sweep, out, settings)
     for skipped in numbers["skipped"]:
         warn(f"skipped cell {skipped['cell']}: {skipped['reason']}")

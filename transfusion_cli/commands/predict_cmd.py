@@ -76,7 +76,7 @@ def predict_command(
              "onnxruntime only, from the model's heatmap output).", show_default=False),
 ) -> None:
     """Predict image files with an exported model; preprocessing comes from its metadata."""
-    from transfusion_cli.deploy.overlays import refuse_foreign_overlays
+    from transfusion_cli.deploy.overlays import overlay_files
     from transfusion_cli.deploy.predict import (
         HEATMAP_SUFFIX,
         OnnxClassifier,
@@ -90,13 +90,12 @@ def predict_command(
     from transfusion_cli.outputs import OutputFolder, refuse_overwriting_inputs
 
     paths = collect_images(images)
-    overlays = None if heatmaps is None else OutputFolder(heatmaps, "the heatmap overlays")
+    overlays = None if heatmaps is None else OutputFolder(
+        heatmaps, "the heatmap overlays",
+        overlay_files(heatmaps, [str(p) for p in paths], [HEATMAP_SUFFIX]))
     refuse_overwriting_inputs({"--csv": csv_path, "--heatmaps": overlays},
                               inputs=[model, *paths],
                               data_dirs=[folder for folder in images if folder.is_dir()])
-    if heatmaps is not None:
-        refuse_foreign_overlays("--heatmaps", heatmaps, [str(p) for p in paths],
-                                [HEATMAP_SUFFIX])
     classifier = OnnxClassifier(model, provider.value, threshold=threshold,
                                 operating_point=operating_point)
     if heatmaps is not None:

@@ -52,14 +52,12 @@ def _figure_json_by_tfx(path: Path) -> bool:
     return has_json_format(path, (FIGURE_FORMAT,), legacy_keys=("figure", "measure"))
 
 
-def refuse_foreign_figures(flag: str, out: str | os.PathLike, names: Sequence[str]) -> None:
-    """NotMadeByTfxError when OUT/<name>.png or .json exists and tfx did not write it: checked
-    before the work and again before the first file is written."""
-    for name in names:
-        refuse_replacing_foreign_file(flag, OutputFile(Path(out) / f"{name}.png",
-                                                       png_made_by_tfx))
-        refuse_replacing_foreign_file(flag, OutputFile(Path(out) / f"{name}.json",
-                                                       _figure_json_by_tfx))
+def figure_files(out: str | os.PathLike, names: Sequence[str]) -> tuple[OutputFile, ...]:
+    """OUT/<name>.png and .json for ``names``, as the guard checks them: never over a file tfx
+    did not write."""
+    return tuple(file for name in names for file in (
+        OutputFile(Path(out) / f"{name}.png", png_made_by_tfx),
+        OutputFile(Path(out) / f"{name}.json", _figure_json_by_tfx)))
 
 
 def _footnote(fig, numbers: dict[str, Any], marked: bool) -> None:
@@ -217,7 +215,8 @@ def write_figures(numbers: dict[str, Any], out: str | os.PathLike,
     """OUT/<name>.png and OUT/<name>.json (the numbers it shows, with the measure, spread,
     probe and skipped cells) for each of ``names`` that the numbers can draw."""
     out = Path(out)
-    refuse_foreign_figures("--out", out, names)
+    for file in figure_files(out, names):  # checked again at write time: never replaced
+        refuse_replacing_foreign_file("--out", file)
     out.mkdir(parents=True, exist_ok=True)
     header = {key: numbers[key] for key in HEADER_KEYS if key in numbers}
     written = {}

@@ -99,14 +99,11 @@ def unique_stems(images: list[str]) -> list[str]:
     return stems
 
 
-def refuse_foreign_overlays(flag: str, folder: Path, images: list[str],
-                            suffixes: list[str]) -> None:
-    """NotMadeByTfxError, before any work, when a name the overlays of ``images`` may take in
-    ``folder`` (``<stem><suffix>``, numbered stems included) is a file tfx did not draw."""
-    for stem in unique_stems(images):
-        for suffix in suffixes:
-            refuse_replacing_foreign_file(flag, OutputFile(folder / f"{stem}{suffix}",
-                                                           png_made_by_tfx))
+def overlay_files(folder: Path, images: list[str], suffixes: list[str]) -> tuple[OutputFile, ...]:
+    """Every name the overlays of ``images`` may take in ``folder`` (``<stem><suffix>``,
+    numbered stems included), as the guard checks them: never over a PNG tfx did not draw."""
+    return tuple(OutputFile(folder / f"{stem}{suffix}", png_made_by_tfx)
+                 for stem in unique_stems(images) for suffix in suffixes)
 
 
 def write_overlay(path: Path, png: bytes, flag: str) -> Path:
