@@ -190,8 +190,7 @@ def claim_folder(root: PathLike, kind: FolderKind, flag: str = "--out") -> None:
     tfx made (``folder_made_by_tfx``); anything else raises NotMadeByTfxError, since tfx never
     writes into a folder it did not make. The caller writes the marker before anything else."""
     root = Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise NotMadeByTfxError(f"{flag} {root} is a file; give a folder path.")
+    refuse_file_as_folder(flag, OutputFolder(root, f"the {kind.name}"))
     if not root.exists() or folder_made_by_tfx(root, kind) or holds_no_files(root):
         return
     other = next((k for k in FOLDER_KINDS if k != kind and folder_made_by_tfx(root, k)), None)

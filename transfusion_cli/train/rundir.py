@@ -18,7 +18,12 @@ from transfusion_cli import __version__
 from transfusion_cli.data.source import DataSource
 from transfusion_cli.errors import ConfigError
 from transfusion_cli.io import read_jsonl, write_json, write_text, write_yaml
-from transfusion_cli.outputs import claim_folder, folder_made_by_tfx, refuse_overwriting_inputs
+from transfusion_cli.outputs import (
+    OutputFolder,
+    claim_folder,
+    folder_made_by_tfx,
+    refuse_overwriting_inputs,
+)
 from transfusion_cli.runfolder import (
     CHECKPOINT_SUFFIX,
     LOCK_FILE,
@@ -76,11 +81,10 @@ def check_run_dir(config: FitConfig) -> Path:
     writes (the output guard, the one rule for folders tfx made, --overwrite); `fit` calls it
     before the data are built too, so a refusal costs nothing."""
     root = Path(config.out) if config.out else Path(OUTPUTS_DIR) / default_run_name(config)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out {root} is a file; give a folder path.")
     init_file = config.init_argument if config.init_argument and \
         Path(config.init_argument).exists() else None
-    refuse_overwriting_inputs({"--out": root}, inputs=[config.weights, init_file],
+    refuse_overwriting_inputs({"--out": OutputFolder(root, "the run")},
+                              inputs=[config.weights, init_file],
                               data_dirs=DataSource.named(config.data, config.data_dir,
                                                          config.options).input_roots())
     claim_folder(root, RUN_KIND)  # the rule compare-inits and reproduce follow too
